@@ -1,0 +1,550 @@
+"""Typed, frozen, nested configuration; YAML files and ``KEY=VALUE`` overrides; named presets.
+
+A :class:`Config` has one section per stage: ``data``, ``model`` (method and heads), ``optim``,
+``train``, ``eval`` and ``render``. Field defaults are the reference SIE configuration
+(facebookresearch/SIE README command, see docs/config.md), so ``Config()`` *is* the ``paper``
+preset. A resolved config is built in this order, later sources winning:
+
+    preset -> ``--config FILE.yaml`` (a partial or complete mapping) -> ``--set a.b=VALUE`` -> named flags
+
+Unknown keys, wrong types and impossible combinations raise :class:`~sie.errors.ConfigError` with
+one line that names the key, the source (file or flag) and, for typos, the closest valid key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+import types
+import typing
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from sie.errors import ConfigError
+
+__all__ = [
+    "PRESETS",
+    "Config",
+    "DataConfig",
+    "EvalConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "RenderConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "config_diff",
+    "config_from_dict",
+    "config_keys",
+    "config_to_dict",
+    "get_preset",
+    "load_config_file",
+    "parse_mlp_spec",
+    "resolve_config",
+    "save_config",
+]
+
+CONFIG_FILENAME = "config.yaml"
+
+
+def param(default: Any, help: str, unit: str | None = None) -> Any:
+    """A dataclass field with a help text (and unit) shown by ``sie config keys`` and ``--help``."""
+    return field(default=default, metadata={"help": help, "unit": unit})
+
+
+# ---------------------------------------------------------------------------------------------------
+# Sections. Defaults = the reference configuration (README command of facebookresearch/SIE).
+# ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the views come from and how a training sample is formed."""
+
+    root: str = param("", "dataset directory in the 3DIEBench layout, or a packed store")
+    resolution: int = param(256, "side of the square input images fed to the backbone", "px")
+    transform: Literal["quat", "euler", "rotcolor", "all"] = param(
+        "quat",
+        "transformation parameters between two views: quaternion of R_a^-1 R_b (4), Euler xyz (3), "
+        "quaternion + floor/spot hue deltas (6), or quaternion + all non-rotation latent deltas",
+    )
+    canonical_quaternion: bool = param(
+        False, "flip relative quaternions to w >= 0 (the reference does not; changes the learning problem)"
+    )
+    views_per_sample: int = param(2, "distinct views drawn per object per sample (2 = pairs)")
+    num_workers: int = param(8, "data-loader worker processes per rank")
+    skip_bad: bool = param(False, "exclude objects with missing/corrupt files (reported) instead of failing")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The method, its backbone and heads, and its loss coefficients (reference flag names)."""
+
+    method: str = param("sie", "registered method name (see `sie methods`)")
+    arch: Literal["resnet18", "torchvision_resnet18"] = param(
+        "resnet18", "backbone: the reference's ResNet-18 variant, or torchvision's resnet18"
+    )
+    small_stem: bool = param(False, "3x3 stride-1 stem without max-pool, for 32-64 px inputs")
+    equi: int = param(256, "representation dims in the equivariant part (the last ones of 512)", "dims")
+    mlp: str = param("2048-2048-2048", "projector widths, split between parts in proportion to `equi`")
+    predictor_type: Literal["hypernetwork", "mlp"] = param("hypernetwork", "predictor family")
+    hypernetwork: Literal["linear", "deep"] = param(
+        "linear", "hypernetwork: one linear map, or a 3-layer MLP"
+    )
+    predictor: str = param("", "hidden widths of the generated network, e.g. '512' ('' = one d x d layer)")
+    predictor_relu: bool = param(False, "ReLU between the generated network's layers")
+    bias_pred: bool = param(False, "the hypernetwork also generates biases")
+    bias_hypernet: bool = param(False, "bias in the hypernetwork itself")
+    tf_num_layers: int = param(1, "number of linear layers of the MLP predictor")
+    sim_coeff: float = param(10.0, "invariance (and prediction) MSE coefficient")
+    std_coeff: float = param(10.0, "variance hinge coefficient")
+    cov_coeff: float = param(1.0, "covariance coefficient")
+    equi_factor: float = param(0.45, "weight of the equivariance term relative to sim_coeff")
+    ec_weight: float = param(1.0, "AugSelf regression weight")
+    simclr_temp: float = param(0.1, "InfoNCE temperature")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Optimiser and learning-rate schedule (the reference: Adam, constant lr, coupled weight decay)."""
+
+    optimizer: Literal["adam", "adamw", "sgd"] = param("adam", "optimiser")
+    lr: float = param(1e-3, "base learning rate")
+    weight_decay: float = param(1e-6, "weight decay (coupled L2 for adam, as the reference)")
+    schedule: Literal["constant", "cosine"] = param("constant", "learning-rate schedule after warm-up")
+    warmup_epochs: float = param(0.0, "linear warm-up length", "epochs")
+    exclude_bias_and_norm: bool = param(False, "no weight decay on biases and norm layers")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The training engine."""
+
+    epochs: int = param(2000, "training epochs (one pair per training object per epoch)")
+    batch_size: int = param(1024, "global batch size, summed over all ranks", "pairs")
+    device: Literal["auto", "cpu", "cuda"] = param("auto", "device; auto = cuda when available")
+    precision: Literal["fp32", "bf16", "fp16"] = param(
+        "fp16", "autocast precision (the reference uses fp16 AMP); losses are computed in fp32"
+    )
+    channels_last: bool = param(False, "channels_last memory format for the backbone")
+    compile: bool = param(False, "torch.compile the backbone (about 25 s per process; no gain on CPU)")
+    sync_bn: bool = param(True, "SyncBatchNorm when running distributed")
+    seed: int = param(0, "global seed (weights, view sampling)")
+    log_every_s: float = param(30.0, "seconds between metrics.jsonl records", "s")
+    checkpoint_every_min: float = param(10.0, "minutes between checkpoints (also at each epoch end)", "min")
+    online_eval: bool = param(True, "train the detached online probes of the reference")
+    online_eval_every: int = param(1, "run the online probes every N steps", "steps")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """The offline evaluation protocol (frozen backbone, probes on cached features)."""
+
+    probe_epochs: int = param(300, "probe training epochs")
+    probe_batch_size: int = param(256, "probe batch size")
+    probe_lr: float = param(1e-3, "probe learning rate (Adam, constant)")
+    probe_weight_decay: float = param(0.0, "probe weight decay")
+    probe_hidden: str = param("1024-1024", "hidden widths of the rotation/colour regression MLP")
+    probe_seeds: tuple[int, ...] = param((0,), "probe seeds; several give mean +- std")
+    reference_bn: bool = param(
+        False, "reproduce the reference's frozen-backbone BatchNorm in train mode during probe training"
+    )
+    feature_batch_size: int = param(256, "batch size of the one-off feature extraction")
+
+
+@dataclass(frozen=True)
+class RenderConfig:
+    """The offline benchmark generator (3DIEBench scene)."""
+
+    source: str = param("procedural", "object source: procedural | shapenet:DIR | modelnet:DIR | folder:DIR")
+    classes: int = param(55, "number of classes")
+    objects_per_class: int = param(954, "objects per class (3DIEBench averages 954)")
+    views: int = param(50, "views per object")
+    size: int = param(256, "image side", "px")
+    variant: Literal["base", "T", "OOD"] = param(
+        "base", "base, translated (-T) or out-of-distribution rotations"
+    )
+    samples_per_pixel: int = param(4, "anti-aliasing rays per pixel")
+    backend: str = param("auto", "render backend (auto picks the best installed)")
+    val_fraction: float = param(0.2, "fraction of each class's objects in the val split")
+    seed: int = param(0, "generator seed; images depend only on it, not on workers or shards")
+    workers: int = param(0, "render processes (0 = all cores)")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything a stage needs. ``Config()`` is the reference (``paper``) configuration."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    render: RenderConfig = field(default_factory=RenderConfig)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Presets
+# ---------------------------------------------------------------------------------------------------
+
+PAPER = Config()
+"""The README command of facebookresearch/SIE, flag for flag (see docs/config.md for the mapping)."""
+
+CPU_SMALL = Config(
+    data=DataConfig(resolution=64, num_workers=2),
+    model=ModelConfig(small_stem=True, mlp="1024-1024-1024"),
+    train=TrainConfig(
+        epochs=20, batch_size=64, device="cpu", precision="bf16", channels_last=True, log_every_s=10.0
+    ),
+    eval=EvalConfig(probe_epochs=20, probe_hidden="256-256", feature_batch_size=128),
+    render=RenderConfig(classes=10, objects_per_class=20, views=10, size=64, samples_per_pixel=2),
+)
+"""A laptop-CPU configuration: 64 px, small stem, narrower projector, bf16 + channels_last, short runs."""
+
+PRESETS: dict[str, Config] = {"paper": PAPER, "cpu-small": CPU_SMALL}
+
+
+def get_preset(name: str) -> Config:
+    """Return the named preset; unknown names raise a ConfigError listing the valid ones."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown preset {name!r}; valid presets: {', '.join(sorted(PRESETS))}{_suggest(name, PRESETS)}"
+        ) from None
+
+
+# ---------------------------------------------------------------------------------------------------
+# Dict <-> dataclass with strict, explained type checking
+# ---------------------------------------------------------------------------------------------------
+
+
+def _suggest(key: str, valid: Iterable[str]) -> str:
+    close = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.5)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def config_keys(cls: type = Config, prefix: str = "") -> list[dataclasses.Field[Any]]:
+    """All leaf fields of a config class, with ``name`` replaced by the dotted key."""
+    out: list[dataclasses.Field[Any]] = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        key = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(hints[f.name]):
+            out.extend(config_keys(hints[f.name], key + "."))
+        else:
+            leaf = dataclasses.field(default=f.default, metadata=f.metadata)
+            leaf.name = key
+            leaf.type = hints[f.name]
+            out.append(leaf)
+    return out
+
+
+def _all_dotted_keys() -> list[str]:
+    return [f.name for f in config_keys(Config)]
+
+
+def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if typing.get_origin(tp) is tuple:
+        return f"list of {_type_name(typing.get_args(tp)[0])}"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; return it converted (int->float, list->tuple)."""
+    origin = typing.get_origin(tp)
+    bad = ConfigError(f"{source}: {key} must be {_type_name(tp)}, got {value!r}")
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key, source)
+            except ConfigError:
+                continue
+        raise bad
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices:
+            raise ConfigError(
+                f"{source}: {key} must be one of {', '.join(map(repr, choices))}, got {value!r}"
+                f"{_suggest(str(value), map(str, choices))}"
+            )
+        return value
+    if origin is tuple:
+        if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise bad
+        (item_type, *_rest) = typing.get_args(tp)
+        return tuple(_coerce(v, item_type, key, source) for v in value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise bad
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad
+        return value
+    if tp is float:
+        if isinstance(value, bool):
+            raise bad
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
+            try:
+                return float(value)
+            except ValueError:
+                raise bad from None
+        raise bad
+    if tp is str:
+        if isinstance(value, bool) or value is None or isinstance(value, (list, dict)):
+            raise bad
+        return str(value)
+    raise TypeError(f"unsupported config annotation {tp!r} for {key}")
+
+
+def config_from_dict(data: Mapping[str, Any], *, source: str = "config", cls: type = Config) -> Any:
+    """Build a (nested) config dataclass from a mapping; every key must exist and every type fit.
+
+    Missing keys take the class defaults. ``source`` (a file name or flag) is quoted in errors.
+    """
+    return _build(cls, data, prefix="", source=source)
+
+
+def _build(cls: type, data: Mapping[str, Any], prefix: str, source: str) -> Any:
+    if not isinstance(data, Mapping):
+        where = prefix.rstrip(".") or "the top level"
+        raise ConfigError(f"{source}: {where} must be a mapping of keys to values, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        key = f"{prefix}{name}"
+        if name not in names:
+            valid = [f"{prefix}{n}" for n in names] + _all_dotted_keys()
+            raise ConfigError(f"{source}: unknown key {key!r}{_suggest(str(key), valid)}")
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            kwargs[name] = _build(tp, value, f"{key}.", source)
+        else:
+            kwargs[name] = _coerce(value, tp, key, source)
+    return cls(**kwargs)
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain nested dict of a config (tuples become lists, so it dumps to YAML/JSON)."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            out[f.name] = config_to_dict(value)
+        elif isinstance(value, tuple):
+            out[f.name] = list(value)
+        else:
+            out[f.name] = value
+    return out
+
+
+def _merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for k, v in update.items():
+        if isinstance(v, Mapping) and isinstance(merged.get(k), dict):
+            merged[k] = _merge(merged[k], v)
+        else:
+            merged[k] = v
+    return merged
+
+
+def load_config_file(path: str | Path, base: Config = PAPER) -> Config:
+    """Read a YAML config (partial or complete) and lay it over ``base``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"--config {path}: no such file")
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"--config {path}: not valid YAML{where}: {problem}") from None
+    if loaded is None:
+        loaded = {}
+    if not isinstance(loaded, Mapping):
+        raise ConfigError(f"--config {path}: expected a mapping of sections, got {type(loaded).__name__}")
+    cfg: Config = config_from_dict(_merge(config_to_dict(base), loaded), source=str(path))
+    return cfg
+
+
+_OVERRIDE = re.compile(r"^(?P<key>[A-Za-z_][\w.]*)=(?P<value>.*)$", re.S)
+
+
+def apply_overrides(cfg: Config, overrides: Sequence[str], *, source: str = "--set") -> Config:
+    """Apply ``a.b=VALUE`` strings; values are parsed as YAML scalars (``true``, ``3``, ``1e-3``, ``[0,1]``)."""
+    updates: dict[str, Any] = {}
+    valid = _all_dotted_keys()
+    for item in overrides:
+        match = _OVERRIDE.match(item)
+        if not match:
+            raise ConfigError(f"{source} {item!r}: expected KEY=VALUE, e.g. model.sim_coeff=5")
+        key, raw = match["key"], match["value"]
+        if key not in valid:
+            raise ConfigError(f"{source} {item!r}: unknown key {key!r}{_suggest(key, valid)}")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        node = updates
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    merged = _merge(config_to_dict(cfg), updates)
+    result: Config = config_from_dict(merged, source=source)
+    return result
+
+
+# ---------------------------------------------------------------------------------------------------
+# Validation of combinations
+# ---------------------------------------------------------------------------------------------------
+
+BACKBONE_DIMS = {"resnet18": 512, "torchvision_resnet18": 512}
+
+
+def parse_mlp_spec(spec: str, key: str = "model.mlp") -> tuple[int, ...]:
+    """``"2048-2048-2048"`` -> ``(2048, 2048, 2048)``; ``""`` -> ``()``; anything else is a ConfigError."""
+    if spec.strip() == "":
+        return ()
+    parts = spec.split("-")
+    if not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise ConfigError(f"{key}={spec!r}: expected positive integers joined by '-', e.g. 2048-2048-2048")
+    return tuple(int(p) for p in parts)
+
+
+def validate(cfg: Config, source: str = "config") -> Config:
+    """Refuse impossible combinations with a message naming the keys and values; return ``cfg``."""
+    m, d, t, o, e, r = cfg.model, cfg.data, cfg.train, cfg.optim, cfg.eval, cfg.render
+    repr_dim = BACKBONE_DIMS[m.arch]
+    if not 0 <= m.equi < repr_dim:
+        raise ConfigError(
+            f"{source}: model.equi={m.equi} must be in [0, {repr_dim}) for model.arch={m.arch!r} "
+            f"({repr_dim}-d representation; the invariant part needs at least one dim)"
+        )
+    if not parse_mlp_spec(m.mlp):
+        raise ConfigError(f"{source}: model.mlp must name at least one layer width")
+    parse_mlp_spec(m.predictor, "model.predictor")
+    parse_mlp_spec(e.probe_hidden, "eval.probe_hidden")
+    positive_ints = {
+        "data.resolution": d.resolution,
+        "train.batch_size": t.batch_size,
+        "model.tf_num_layers": m.tf_num_layers,
+        "train.online_eval_every": t.online_eval_every,
+        "eval.probe_batch_size": e.probe_batch_size,
+        "eval.feature_batch_size": e.feature_batch_size,
+        "render.classes": r.classes,
+        "render.objects_per_class": r.objects_per_class,
+        "render.size": r.size,
+        "render.samples_per_pixel": r.samples_per_pixel,
+    }
+    for key, value in positive_ints.items():
+        if value <= 0:
+            raise ConfigError(f"{source}: {key}={value} must be positive")
+    non_negative = {
+        "train.epochs": t.epochs,
+        "eval.probe_epochs": e.probe_epochs,
+        "data.num_workers": d.num_workers,
+        "render.workers": r.workers,
+        "optim.weight_decay": o.weight_decay,
+        "optim.warmup_epochs": o.warmup_epochs,
+        "model.sim_coeff": m.sim_coeff,
+        "model.std_coeff": m.std_coeff,
+        "model.cov_coeff": m.cov_coeff,
+        "model.equi_factor": m.equi_factor,
+        "model.ec_weight": m.ec_weight,
+    }
+    for key, value in non_negative.items():
+        if value < 0:
+            raise ConfigError(f"{source}: {key}={value} must be >= 0")
+    if o.lr <= 0 or e.probe_lr <= 0 or m.simclr_temp <= 0:
+        raise ConfigError(
+            f"{source}: optim.lr={o.lr}, eval.probe_lr={e.probe_lr} and model.simclr_temp={m.simclr_temp} "
+            "must all be > 0"
+        )
+    if d.views_per_sample < 2:
+        raise ConfigError(f"{source}: data.views_per_sample={d.views_per_sample} must be >= 2")
+    if r.views < d.views_per_sample:
+        raise ConfigError(
+            f"{source}: render.views={r.views} is fewer than data.views_per_sample={d.views_per_sample}"
+        )
+    if not 0 < r.val_fraction < 1:
+        raise ConfigError(f"{source}: render.val_fraction={r.val_fraction} must be in (0, 1)")
+    if t.precision == "fp16" and t.device == "cpu":
+        raise ConfigError(
+            f"{source}: train.precision='fp16' needs CUDA (GradScaler); use train.precision=bf16 or fp32 on CPU"
+        )
+    return cfg
+
+
+def resolve_config(
+    preset: str = "paper",
+    config_file: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    flags: Mapping[str, Any] | None = None,
+) -> Config:
+    """preset -> YAML file -> ``--set`` overrides -> named flags (dotted key -> value, None = unset)."""
+    cfg = get_preset(preset)
+    source = f"--preset {preset}"
+    if config_file is not None:
+        cfg = load_config_file(config_file, base=cfg)
+        source = str(config_file)
+    if overrides:
+        cfg = apply_overrides(cfg, overrides)
+        source = "--set"
+    given = {k: v for k, v in (flags or {}).items() if v is not None}
+    if given:
+        updates: dict[str, Any] = {}
+        for key, value in given.items():
+            node = updates
+            *parents, leaf = key.split(".")
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[leaf] = value
+        flag_names = ", ".join("--" + k.split(".")[-1].replace("_", "-") for k in given)
+        cfg = config_from_dict(_merge(config_to_dict(cfg), updates), source=flag_names)
+    return validate(cfg, source)
+
+
+def config_diff(a: Config, b: Config) -> list[tuple[str, Any, Any]]:
+    """``[(dotted_key, value_in_a, value_in_b)]`` for every leaf that differs."""
+
+    def flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            if isinstance(v, Mapping):
+                out.update(flat(v, f"{prefix}{k}."))
+            else:
+                out[f"{prefix}{k}"] = v
+        return out
+
+    fa, fb = flat(config_to_dict(a)), flat(config_to_dict(b))
+    return [(k, fa.get(k), fb.get(k)) for k in sorted(fa.keys() | fb.keys()) if fa.get(k) != fb.get(k)]
+
+
+def save_config(cfg: Config, directory: str | Path) -> Path:
+    """Write the resolved config as ``DIR/config.yaml`` (atomically) and return its path."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / CONFIG_FILENAME
+    tmp = path.with_suffix(".yaml.tmp")
+    tmp.write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    tmp.replace(path)
+    return path

@@ -1,0 +1,55 @@
+"""Rank-aware logging: messages from rank 0 only, to stderr, one line each; never a bare print.
+
+Rank comes from ``torch.distributed`` when it is initialised, else from the ``RANK`` environment
+variable that torchrun sets, else 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import torch.distributed as dist
+
+__all__ = ["get_logger", "get_rank", "is_main_process", "setup_logging"]
+
+_ROOT = "sie"
+
+
+def get_rank() -> int:
+    """This process's global rank (0 when not distributed)."""
+    if dist.is_available() and dist.is_initialized():
+        return int(dist.get_rank())
+    return int(os.environ.get("RANK", "0"))
+
+
+def is_main_process() -> bool:
+    """True on rank 0: the only rank that logs, writes reports and shows progress bars."""
+    return get_rank() == 0
+
+
+class _MainProcessOnly(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return is_main_process() or record.levelno >= logging.ERROR
+
+
+def setup_logging(level: int | str = logging.INFO) -> logging.Logger:
+    """Configure the ``sie`` logger once: ``sie: message`` on stderr, rank 0 only (errors from all ranks)."""
+    logger = logging.getLogger(_ROOT)
+    logger.setLevel(level)
+    if not any(getattr(h, "_sie_handler", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s sie: %(message)s", datefmt="%H:%M:%S"))
+        handler.addFilter(_MainProcessOnly())
+        handler._sie_handler = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+        logger.propagate = False
+    return logger
+
+
+def get_logger(name: str) -> logging.Logger:
+    """A child of the ``sie`` logger, e.g. ``get_logger(__name__)``."""
+    if not name.startswith(_ROOT):
+        name = f"{_ROOT}.{name}"
+    return logging.getLogger(name)
