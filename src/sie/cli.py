@@ -84,9 +84,9 @@ def _cmd_config_show(args: argparse.Namespace) -> int:
 def _cmd_config_keys(args: argparse.Namespace) -> int:
     from sie.config import _type_name, config_keys
 
-    for f in config_keys():
-        unit = f" [{f.metadata['unit']}]" if f.metadata.get("unit") else ""
-        print(f"{f.name} = {f.default!r}{unit}  ({_type_name(f.type)})\n    {f.metadata.get('help', '')}")
+    for key in config_keys():
+        unit = f" [{key.unit}]" if key.unit else ""
+        print(f"{key.name} = {key.default!r}{unit}  ({_type_name(key.type)})\n    {key.help}")
     return 0
 
 

@@ -228,19 +228,28 @@ def _suggest(key: str, valid: Iterable[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def config_keys(cls: type = Config, prefix: str = "") -> list[dataclasses.Field[Any]]:
-    """All leaf fields of a config class, with ``name`` replaced by the dotted key."""
-    out: list[dataclasses.Field[Any]] = []
+@dataclass(frozen=True)
+class ConfigKey:
+    """One leaf of the config tree: dotted name, annotation, default, help text and unit."""
+
+    name: str
+    type: Any
+    default: Any
+    help: str
+    unit: str | None
+
+
+def config_keys(cls: type = Config, prefix: str = "") -> list[ConfigKey]:
+    """All leaf keys of a config class, depth first, in declaration order."""
+    out: list[ConfigKey] = []
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         key = f"{prefix}{f.name}"
-        if dataclasses.is_dataclass(hints[f.name]):
-            out.extend(config_keys(hints[f.name], key + "."))
+        tp = hints[f.name]
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+            out.extend(config_keys(tp, key + "."))
         else:
-            leaf = dataclasses.field(default=f.default, metadata=f.metadata)
-            leaf.name = key
-            leaf.type = hints[f.name]
-            out.append(leaf)
+            out.append(ConfigKey(key, tp, f.default, f.metadata.get("help", ""), f.metadata.get("unit")))
     return out
 
 
@@ -334,7 +343,7 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str, source: str) -> Any:
             valid = [f"{prefix}{n}" for n in names] + _all_dotted_keys()
             raise ConfigError(f"{source}: unknown key {key!r}{_suggest(str(key), valid)}")
         tp = hints[name]
-        if dataclasses.is_dataclass(tp):
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
             kwargs[name] = _build(tp, value, f"{key}.", source)
         else:
             kwargs[name] = _coerce(value, tp, key, source)
@@ -458,7 +467,7 @@ def validate(cfg: Config, source: str = "config") -> Config:
     for key, value in positive_ints.items():
         if value <= 0:
             raise ConfigError(f"{source}: {key}={value} must be positive")
-    non_negative = {
+    non_negative: dict[str, float] = {
         "train.epochs": t.epochs,
         "eval.probe_epochs": e.probe_epochs,
         "data.num_workers": d.num_workers,
@@ -471,9 +480,9 @@ def validate(cfg: Config, source: str = "config") -> Config:
         "model.equi_factor": m.equi_factor,
         "model.ec_weight": m.ec_weight,
     }
-    for key, value in non_negative.items():
-        if value < 0:
-            raise ConfigError(f"{source}: {key}={value} must be >= 0")
+    for key, number in non_negative.items():
+        if number < 0:
+            raise ConfigError(f"{source}: {key}={number} must be >= 0")
     if o.lr <= 0 or e.probe_lr <= 0 or m.simclr_temp <= 0:
         raise ConfigError(
             f"{source}: optim.lr={o.lr}, eval.probe_lr={e.probe_lr} and model.simclr_temp={m.simclr_temp} "

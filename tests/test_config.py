@@ -1,0 +1,204 @@
+"""Config: presets, YAML loading, overrides, strict keys/types with suggestions, validation, save."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sie.config import (
+    CPU_SMALL,
+    PAPER,
+    Config,
+    ModelConfig,
+    apply_overrides,
+    config_diff,
+    config_from_dict,
+    config_keys,
+    config_to_dict,
+    get_preset,
+    load_config_file,
+    parse_mlp_spec,
+    resolve_config,
+    save_config,
+)
+from sie.errors import ConfigError
+
+
+def test_paper_preset_is_the_reference_readme_command() -> None:
+    # python main.py --experience SIE --epochs 2000 --arch resnet18 --equi 256 --batch-size 1024 --base-lr 1e-3
+    #   --sim-coeff 10 --std-coeff 10 --cov-coeff 1 --mlp 2048-2048-2048 --equi-factor 0.45 --hypernetwork linear
+    p = get_preset("paper")
+    assert p == Config()
+    assert (p.model.method, p.model.arch, p.model.equi, p.model.mlp) == (
+        "sie",
+        "resnet18",
+        256,
+        "2048-2048-2048",
+    )
+    assert (p.model.sim_coeff, p.model.std_coeff, p.model.cov_coeff, p.model.equi_factor) == (10, 10, 1, 0.45)
+    assert (p.model.predictor_type, p.model.hypernetwork, p.model.bias_pred, p.model.bias_hypernet) == (
+        "hypernetwork",
+        "linear",
+        False,
+        False,
+    )
+    assert (p.train.epochs, p.train.batch_size, p.optim.optimizer, p.optim.lr, p.optim.weight_decay) == (
+        2000,
+        1024,
+        "adam",
+        1e-3,
+        1e-6,
+    )
+    assert p.optim.schedule == "constant" and p.optim.warmup_epochs == 0
+    assert p.data.resolution == 256 and p.data.transform == "quat" and not p.data.canonical_quaternion
+    assert (p.eval.probe_epochs, p.eval.probe_batch_size, p.eval.probe_lr, p.eval.probe_weight_decay) == (
+        300,
+        256,
+        1e-3,
+        0.0,
+    )
+
+
+def test_configs_are_frozen() -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        PAPER.model.equi = 3  # type: ignore[misc]
+
+
+def test_every_key_has_help() -> None:
+    keys = config_keys()
+    assert len(keys) > 40
+    for f in keys:
+        assert f.help, f"config key {f.name} has no help text"
+
+
+def test_dict_round_trip_and_yaml_round_trip(tmp_path: Path) -> None:
+    assert config_from_dict(config_to_dict(CPU_SMALL)) == CPU_SMALL
+    path = save_config(CPU_SMALL, tmp_path / "run")
+    assert path.name == "config.yaml"
+    assert load_config_file(path) == CPU_SMALL
+
+
+def test_partial_yaml_is_laid_over_the_preset(tmp_path: Path) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text("model:\n  sim_coeff: 5\ntrain:\n  epochs: 3\noptim:\n  lr: 1e-4\n")
+    cfg = resolve_config("cpu-small", f)
+    assert cfg.model.sim_coeff == 5.0 and isinstance(cfg.model.sim_coeff, float)
+    assert cfg.train.epochs == 3
+    assert cfg.optim.lr == pytest.approx(1e-4)  # YAML 1.1 reads "1e-4" as a string; accepted for floats
+    assert cfg.data.resolution == CPU_SMALL.data.resolution  # untouched keys keep the preset's values
+
+
+def test_unknown_key_names_the_file_and_the_closest_key(tmp_path: Path) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text("model:\n  sim_cof: 5\n")
+    with pytest.raises(
+        ConfigError, match=r"c\.yaml: unknown key 'model\.sim_cof' \(did you mean 'model\.sim_coeff'\?\)"
+    ):
+        load_config_file(f)
+
+
+def test_key_in_the_wrong_section_suggests_the_right_one() -> None:
+    with pytest.raises(ConfigError, match=r"did you mean 'model\.sim_coeff'"):
+        config_from_dict({"train": {"sim_coeff": 1}})
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.epochs=ten", r"train\.epochs must be int, got 'ten'"),
+        ("train.epochs=2.5", r"train\.epochs must be int"),
+        ("train.channels_last=yes please", r"train\.channels_last must be bool"),
+        ("train.precision=fp8", r"must be one of 'fp32', 'bf16', 'fp16', got 'fp8'"),
+        ("model.sim_coeff=[1]", r"model\.sim_coeff must be float"),
+        ("model.equi_factor", r"expected KEY=VALUE"),
+        ("modle.equi=3", r"unknown key 'modle\.equi' \(did you mean 'model\.equi'\?\)"),
+    ],
+)
+def test_bad_overrides(override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        apply_overrides(PAPER, [override])
+
+
+def test_overrides_parse_yaml_scalars_and_lists() -> None:
+    cfg = apply_overrides(
+        PAPER, ["train.channels_last=true", "eval.probe_seeds=[0,1,2]", "model.mlp=64-64-64"]
+    )
+    assert cfg.train.channels_last is True
+    assert cfg.eval.probe_seeds == (0, 1, 2)
+    assert cfg.model.mlp == "64-64-64"
+    assert apply_overrides(PAPER, ["eval.probe_seeds=3"]).eval.probe_seeds == (3,)
+
+
+def test_precedence_preset_file_set_flags(tmp_path: Path) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text("train:\n  epochs: 3\n  batch_size: 32\nmodel:\n  sim_coeff: 2\n")
+    cfg = resolve_config(
+        "cpu-small", f, ["train.epochs=4", "model.sim_coeff=7"], {"train.epochs": 5, "train.seed": None}
+    )
+    assert cfg.train.epochs == 5  # flag beats --set beats file
+    assert cfg.model.sim_coeff == 7.0  # --set beats file
+    assert cfg.train.batch_size == 32  # file beats preset
+    assert cfg.train.seed == CPU_SMALL.train.seed  # a None flag means "not given"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["model.equi=512"], r"model\.equi=512 must be in \[0, 512\)"),
+        (["model.mlp=2048-x"], r"model\.mlp='2048-x': expected positive integers"),
+        (["train.batch_size=0"], r"train\.batch_size=0 must be positive"),
+        (["optim.lr=0"], r"optim\.lr=0\.0"),
+        (["data.views_per_sample=1"], r"data\.views_per_sample=1 must be >= 2"),
+        (["train.device=cpu", "train.precision=fp16"], r"fp16.* needs CUDA"),
+    ],
+)
+def test_impossible_combinations_are_refused(overrides: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        resolve_config("paper", None, overrides)
+
+
+def test_bad_config_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"--config .*missing\.yaml: no such file"):
+        load_config_file(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [1, 2\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: not valid YAML at line"):
+        load_config_file(bad)
+    scalar = tmp_path / "scalar.yaml"
+    scalar.write_text("42\n")
+    with pytest.raises(ConfigError, match=r"expected a mapping"):
+        load_config_file(scalar)
+    section = tmp_path / "section.yaml"
+    section.write_text("model: 3\n")
+    with pytest.raises(ConfigError, match=r"model must be a mapping"):
+        load_config_file(section)
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    assert load_config_file(empty) == PAPER
+
+
+def test_unknown_preset_lists_valid_ones() -> None:
+    with pytest.raises(ConfigError, match=r"unknown preset 'cpu_small'.*cpu-small"):
+        get_preset("cpu_small")
+
+
+def test_config_diff_lists_changed_leaves() -> None:
+    other = dataclasses.replace(PAPER, model=ModelConfig(sim_coeff=3.0))
+    assert config_diff(PAPER, other) == [("model.sim_coeff", 10.0, 3.0)]
+    assert config_diff(PAPER, PAPER) == []
+
+
+def test_parse_mlp_spec() -> None:
+    assert parse_mlp_spec("2048-2048-2048") == (2048, 2048, 2048)
+    assert parse_mlp_spec("") == ()
+    with pytest.raises(ConfigError):
+        parse_mlp_spec("0-5")
+
+
+def test_saved_config_is_plain_yaml(tmp_path: Path) -> None:
+    data = yaml.safe_load(save_config(PAPER, tmp_path).read_text())
+    assert data["model"]["mlp"] == "2048-2048-2048"
+    assert data["eval"]["probe_seeds"] == [0]
