@@ -1,0 +1,188 @@
+"""sie.eval.metrics: hand-computed cases, independent plain formulas, and chance levels by simulation."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.spatial.transform import Rotation
+from sklearn.metrics import r2_score
+
+from sie.eval import metrics as m
+
+# ---- pooled-mean R² -------------------------------------------------------------------------------
+
+
+def test_pooled_r2_matches_a_hand_computation() -> None:
+    # targets [[1, 2], [3, 6]]: pooled mean = 3; total SS = 4 + 1 + 0 + 9 = 14.
+    # predictions [[1, 3], [2, 6]]: residual SS = 0 + 1 + 1 + 0 = 2  ->  R² = 1 - 2/14 = 6/7.
+    t = torch.tensor([[1.0, 2.0], [3.0, 6.0]])
+    p = torch.tensor([[1.0, 3.0], [2.0, 6.0]])
+    assert m.pooled_r2(p, t) == pytest.approx(6 / 7, abs=1e-12)
+
+
+def test_pooled_r2_equals_a_plain_numpy_formula_and_differs_from_sklearn() -> None:
+    rng = np.random.default_rng(0)
+    # Columns with very different means, like a quaternion's w (about 0.53) next to x, y, z (about 0).
+    t = rng.normal(size=(500, 4)) * 0.3 + np.array([0.0, 0.0, 0.0, 0.55])
+    p = t.mean(axis=0, keepdims=True).repeat(500, axis=0)  # the constant per-column mean predictor
+    plain = 1 - ((t - p) ** 2).sum() / ((t - t.mean()) ** 2).sum()
+    ours = m.pooled_r2(torch.as_tensor(p), torch.as_tensor(t))
+    assert ours == pytest.approx(plain, abs=1e-12)
+    sk = r2_score(t, p)  # per-column centring, averaged: exactly 0 for the per-column mean
+    assert sk == pytest.approx(0.0, abs=1e-12)
+    assert ours > 0.1  # the pooled definition credits the constant predictor for the w offset
+
+
+def test_pooled_r2_perfect_and_errors() -> None:
+    t = torch.randn(10, 3)
+    assert m.pooled_r2(t.clone(), t) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="shape"):
+        m.pooled_r2(torch.zeros(10, 2), t)
+    with pytest.raises(ValueError, match="constant"):
+        m.pooled_r2(torch.zeros(4, 2), torch.ones(4, 2))
+
+
+# ---- classification -------------------------------------------------------------------------------
+
+
+def test_top_k_accuracy_by_hand() -> None:
+    logits = torch.tensor([[0.1, 0.9, 0.0], [0.8, 0.1, 0.3], [0.2, 0.3, 0.5]])
+    labels = torch.tensor([1, 2, 0])
+    assert m.top_k_accuracy(logits, labels, 1) == pytest.approx(1 / 3)  # only row 0
+    assert m.top_k_accuracy(logits, labels, 2) == pytest.approx(2 / 3)  # row 1's label is 2nd
+    assert m.top_k_accuracy(logits, labels, 5) == pytest.approx(1.0)  # k clipped to C
+
+
+def test_majority_class_accuracy() -> None:
+    fit = torch.tensor([0, 0, 0, 1, 1, 2])
+    evaluated = torch.tensor([0, 1, 2, 0])
+    assert m.majority_class_accuracy(fit, evaluated, 1) == pytest.approx(0.5)
+    assert m.majority_class_accuracy(fit, evaluated, 2) == pytest.approx(0.75)
+
+
+# ---- ranks, MRR, H@k --------------------------------------------------------------------------------
+
+
+def test_three_item_gallery_true_item_second_gives_reciprocal_rank_half() -> None:
+    query = torch.tensor([[1.0, 0.0]])
+    gallery = torch.tensor([[[1.0, 0.1], [0.5, 0.5], [-1.0, 0.0]]])  # cosines ~0.995, 0.707, -1
+    sims = m.cosine_similarities_own_gallery(query, gallery)
+    greater, ties = m.rank_counts(sims, torch.tensor([1]))
+    assert greater.tolist() == [1] and ties.tolist() == [0]
+    assert m.expected_reciprocal_ranks(greater, ties).tolist() == [0.5]
+    assert m.expected_hits_at_k(greater, ties, 1).tolist() == [0.0]
+    assert m.expected_hits_at_k(greater, ties, 2).tolist() == [1.0]
+
+
+def test_ranks_equal_the_argsort_definition_without_ties() -> None:
+    gen = torch.Generator().manual_seed(1)
+    q, v, e = 200, 50, 16
+    queries, galleries = torch.randn(q, e, generator=gen), torch.randn(q, v, e, generator=gen)
+    true = torch.randint(0, v, (q,), generator=gen)
+    sims = m.cosine_similarities_own_gallery(queries, galleries)
+    greater, ties = m.rank_counts(sims, true)
+    rr = m.expected_reciprocal_ranks(greater, ties)
+    # The reference: order = argsort(-sims); rank = 1 + position of the true view.
+    plain_ranks = []
+    for i in range(q):
+        qn = queries[i] / queries[i].norm()
+        gn = galleries[i] / galleries[i].norm(dim=1, keepdim=True)
+        order = torch.argsort(-(gn @ qn)).tolist()
+        plain_ranks.append(order.index(int(true[i])) + 1)
+    ranks = np.array(plain_ranks)
+    assert (ties == 0).all()
+    np.testing.assert_allclose(rr.numpy(), 1.0 / ranks, rtol=1e-12)
+    for k in (1, 2, 5, 10):
+        np.testing.assert_array_equal(
+            m.expected_hits_at_k(greater, ties, k).numpy(), (ranks <= k).astype(float)
+        )
+
+
+def test_ties_are_averaged_over_random_orders() -> None:
+    # 2 items ahead, the true item tied with 3 others: rank is uniform on 3..6.
+    greater, ties = torch.tensor([2]), torch.tensor([3])
+    expected = np.mean([1 / r for r in (3, 4, 5, 6)])
+    assert float(m.expected_reciprocal_ranks(greater, ties)) == pytest.approx(expected, abs=1e-12)
+    assert float(m.expected_hits_at_k(greater, ties, 4)) == pytest.approx(0.5)
+    # A collapsed (constant) embedding ranks at chance, neither first nor last.
+    sims = torch.zeros(1, 50)
+    g, t = m.rank_counts(sims, torch.tensor([7]))
+    assert float(m.expected_reciprocal_ranks(g, t)) == pytest.approx(m.uniform_ranking_mrr(50), abs=1e-12)
+    assert float(m.expected_hits_at_k(g, t, 5)) == pytest.approx(0.1, abs=1e-12)
+
+
+# ---- PRE ------------------------------------------------------------------------------------------
+
+
+def test_rotation_retrieval_error_by_hand() -> None:
+    q = torch.tensor(Rotation.from_euler("xyz", [[0.3, -0.2, 1.0]]).as_quat())
+    assert float(m.rotation_retrieval_errors(q, q)) == pytest.approx(0.0, abs=1e-12)
+    assert float(m.rotation_retrieval_errors(q, -q)) == pytest.approx(0.0, abs=1e-12)  # same rotation
+    identity = torch.tensor([[0.0, 0.0, 0.0, 1.0]])
+    quarter = torch.tensor(Rotation.from_euler("z", [[math.pi / 2]]).as_quat())
+    half = torch.tensor(Rotation.from_euler("x", [[math.pi]]).as_quat())
+    assert float(m.rotation_retrieval_errors(identity, quarter)) == pytest.approx(0.5, abs=1e-12)  # sin²(45°)
+    assert float(m.rotation_retrieval_errors(identity, half)) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_rotation_retrieval_error_equals_sin_squared_half_angle() -> None:
+    rng = np.random.default_rng(3)
+    a, b = Rotation.random(100, random_state=rng), Rotation.random(100, random_state=rng)
+    theta = (a.inv() * b).magnitude()
+    errors = m.rotation_retrieval_errors(torch.tensor(a.as_quat()), torch.tensor(b.as_quat()))
+    np.testing.assert_allclose(errors.numpy(), np.sin(theta / 2) ** 2, atol=1e-12)
+
+
+# ---- chance levels ----------------------------------------------------------------------------------
+
+
+def test_uniform_ranking_levels() -> None:
+    assert m.uniform_ranking_mrr(50) == pytest.approx(0.0900, abs=5e-5)
+    assert m.uniform_ranking_mrr(3) == pytest.approx((1 + 1 / 2 + 1 / 3) / 3)
+    assert [m.uniform_ranking_hits_at_k(50, k) for k in (1, 2, 5, 10)] == [0.02, 0.04, 0.1, 0.2]
+
+
+def test_random_embeddings_score_the_uniform_ranking_levels() -> None:
+    gen = torch.Generator().manual_seed(0)
+    q, v = 20_000, 50
+    sims = m.cosine_similarities_own_gallery(
+        torch.randn(q, 8, generator=gen), torch.randn(q, v, 8, generator=gen)
+    )
+    g, t = m.rank_counts(sims, torch.randint(0, v, (q,), generator=gen))
+    assert float(m.expected_reciprocal_ranks(g, t).mean()) == pytest.approx(
+        m.uniform_ranking_mrr(v), abs=0.004
+    )
+    assert float(m.expected_hits_at_k(g, t, 5).mean()) == pytest.approx(0.1, abs=0.006)
+
+
+def test_rotation_r2_floor_by_simulation_matches_scipy_and_the_digest() -> None:
+    floor = m.simulate_rotation_r2_floor(400_000, seed=1)
+    assert floor == pytest.approx(0.229, abs=0.004)
+    # Independent: the same law through scipy and the plain pooled formula.
+    rng = np.random.default_rng(5)
+    a = rng.uniform(-math.pi / 2, math.pi / 2, (200_000, 3))
+    b = rng.uniform(-math.pi / 2, math.pi / 2, (200_000, 3))
+    t = (Rotation.from_euler("xyz", a).inv() * Rotation.from_euler("xyz", b)).as_quat()
+    plain = 1 - ((t - t.mean(axis=0)) ** 2).sum() / ((t - t.mean()) ** 2).sum()
+    assert floor == pytest.approx(plain, abs=0.006)
+
+
+def test_independent_pre_and_invariant_pre_by_simulation() -> None:
+    pre = m.simulate_independent_pre(200_000, seed=2)
+    assert pre == pytest.approx(0.627, abs=0.004)
+    # An invariant model retrieves view 0 of the object: exact for 1 view in 50, independent otherwise.
+    gen = torch.Generator().manual_seed(4)
+    angles = (torch.rand(4000, 50, 3, generator=gen, dtype=torch.float64) * 2 - 1) * m.ROTATION_RANGE
+    q = torch.tensor(Rotation.from_euler("xyz", angles.reshape(-1, 3).numpy()).as_quat()).reshape(4000, 50, 4)
+    errors = m.rotation_retrieval_errors(q.reshape(-1, 4), q[:, :1].expand(-1, 50, -1).reshape(-1, 4))
+    assert float(errors.mean()) == pytest.approx(49 / 50 * 0.627, abs=0.006)
+
+
+def test_constant_predictor_r2_of_colour_deltas_is_near_zero() -> None:
+    gen = torch.Generator().manual_seed(0)
+    hues = torch.rand(200_000, 2, 2, generator=gen, dtype=torch.float64)
+    deltas = hues[:, 1] - hues[:, 0]  # floor and spot hue differences, not wrapped (reference)
+    assert m.constant_predictor_r2(deltas[:100_000], deltas[100_000:]) == pytest.approx(0.0, abs=0.003)
