@@ -1,0 +1,92 @@
+"""The regression targets of the protocol, as functions of per-view latents (research/sie.md §7.3-§7.4).
+
+Latent layout (DESIGN.md contract 1): rot x, rot y, rot z (extrinsic xyz Euler, radians), floor hue,
+spot theta, spot phi, spot hue, and for -T datasets translation x, y, z.
+
+* ``rotation``: quaternion (x, y, z, w) of ``R_a^-1 R_b``, not canonicalised (the training target).
+* ``colour``: ``(floor hue, spot hue)`` of view b minus view a, not wrapped (the reference).
+* ``translation`` (-T datasets): translation of view b minus view a.
+* ``absolute_rotation``: quaternion of one view's own rotation (single-view probe).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from sie.geometry import euler_xyz_to_quaternion, relative_rotation_quaternion
+
+__all__ = [
+    "REGRESSION_TASKS",
+    "RegressionTask",
+    "absolute_rotation_target",
+    "colour_pair_target",
+    "regression_tasks_for",
+    "rotation_pair_target",
+    "translation_pair_target",
+]
+
+_HUES = [3, 6]  # floor hue, spot hue
+_TRANSLATION = slice(7, 10)
+
+
+def rotation_pair_target(pair_latents: Tensor) -> Tensor:
+    """Latents (B, 2, L) -> quaternion (B, 4) float32 of ``R_a^-1 R_b`` (scipy's sign, not canonical)."""
+    angles = pair_latents[..., 0:3].to(torch.float64)
+    q = euler_xyz_to_quaternion(angles)
+    return relative_rotation_quaternion(q[:, 0], q[:, 1]).float()
+
+
+def colour_pair_target(pair_latents: Tensor) -> Tensor:
+    """Latents (B, 2, L) -> (Δ floor hue, Δ spot hue) (B, 2) float32, view b minus view a, not wrapped."""
+    return (pair_latents[:, 1, _HUES] - pair_latents[:, 0, _HUES]).float()
+
+
+def translation_pair_target(pair_latents: Tensor) -> Tensor:
+    """Latents (B, 2, 10) of a -T dataset -> translation of view b minus view a (B, 3) float32."""
+    return (pair_latents[:, 1, _TRANSLATION] - pair_latents[:, 0, _TRANSLATION]).float()
+
+
+def absolute_rotation_target(view_latents: Tensor) -> Tensor:
+    """Latents (B, L) -> quaternion (B, 4) float32 of the view's own rotation."""
+    return euler_xyz_to_quaternion(view_latents[:, 0:3].to(torch.float64)).float()
+
+
+@dataclass(frozen=True)
+class RegressionTask:
+    """One regression probe: its name, whether it reads a pair or a single view, and its target."""
+
+    name: str
+    kind: Literal["pair", "view"]
+    out_dim: int
+    target: Callable[[Tensor], Tensor]
+    """Latents (B, 2, L) of pairs (kind "pair") or (B, L) of views (kind "view") -> targets (B, out_dim)."""
+    description: str
+    min_latent_size: int = 7
+
+
+REGRESSION_TASKS: dict[str, RegressionTask] = {
+    "rotation": RegressionTask(
+        "rotation", "pair", 4, rotation_pair_target, "relative rotation quaternion of R_a^-1 R_b"
+    ),
+    "colour": RegressionTask("colour", "pair", 2, colour_pair_target, "floor and spot hue deltas (b - a)"),
+    "translation": RegressionTask(
+        "translation", "pair", 3, translation_pair_target, "translation deltas (b - a), -T datasets", 10
+    ),
+    "absolute_rotation": RegressionTask(
+        "absolute_rotation", "view", 4, absolute_rotation_target, "quaternion of a single view's rotation"
+    ),
+}
+
+
+def regression_tasks_for(latent_size: int, names: tuple[str, ...]) -> list[RegressionTask]:
+    """The requested regression tasks that the dataset's latents support (translation needs 10 values)."""
+    return [
+        REGRESSION_TASKS[n]
+        for n in names
+        if n in REGRESSION_TASKS and latent_size >= REGRESSION_TASKS[n].min_latent_size
+    ]
