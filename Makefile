@@ -10,6 +10,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 EXTRAS ?= dev,render,report
 # Type-checked modules (the pure maths); the list grows as the modules land.
 MYPY_TARGETS := $(wildcard src/sie/geometry.py src/sie/losses.py src/sie/config.py src/sie/eval/metrics.py)
+LINT_PATHS := $(wildcard src tests benchmarks)
 
 .PHONY: install test demo lint clean
 
@@ -23,8 +24,8 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 lint: install
-	$(VENV)/bin/ruff check src tests benchmarks
-	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
 	$(VENV)/bin/mypy $(MYPY_TARGETS)
 
 test: lint
