@@ -1,0 +1,262 @@
+"""Report figures as matplotlib ``Figure`` objects, drawn from plain arrays (no dataset, no model).
+
+matplotlib's object-oriented API with the Agg canvas is used directly (no ``pyplot``), so figures
+render headless, never open windows and need no backend switch. :func:`save_png` writes a PNG.
+Each function takes the arrays that ``sie eval`` stores in ``RUN/eval/figures.npz`` (see
+``sie.eval.figure_data``), so ``sie report`` needs neither the dataset nor the checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+__all__ = [
+    "dataset_preview",
+    "error_along_orbits",
+    "latent_steering",
+    "retrieval_panel",
+    "save_png",
+    "training_curves",
+]
+
+FloatArray = npt.NDArray[np.floating]
+ImageArray = npt.NDArray[np.uint8]  # (..., H, W, 3)
+
+_DPI = 110
+
+
+def _figure(width: float, height: float) -> Figure:
+    fig = Figure(figsize=(width, height), dpi=_DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save_png(fig: Figure, path: str | Path) -> Path:
+    """Write ``fig`` as a PNG at ``path`` (parents created) and return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png", dpi=_DPI)
+    return path
+
+
+# ---- training curves ------------------------------------------------------------------------------
+
+
+def training_curves(runs: Mapping[str, Sequence[Mapping[str, object]]], max_panels: int = 8) -> Figure:
+    """Loss terms against the training step, one panel per key, one line per run.
+
+    ``runs`` maps a run name to its ``metrics.jsonl`` records (dicts with a ``step`` and numbers);
+    keys starting with ``loss`` come first, then other numeric keys, up to ``max_panels``.
+    """
+    keys: list[str] = []
+    for records in runs.values():
+        for rec in records:
+            for key, value in rec.items():
+                if key in keys or key in ("step", "epoch", "time", "wall_time_s", "elapsed_s"):
+                    continue
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    keys.append(key)
+    keys.sort(key=lambda k: (not k.startswith("loss"), k != "loss", k))
+    keys = keys[:max_panels]
+    if not keys:
+        fig = _figure(4, 2)
+        ax = fig.add_subplot()
+        ax.text(0.5, 0.5, "no numeric records in metrics.jsonl", ha="center", va="center")
+        ax.set_axis_off()
+        return fig
+    cols = min(4, len(keys))
+    rows = math.ceil(len(keys) / cols)
+    fig = _figure(3.2 * cols, 2.4 * rows)
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for ax, key in zip(axes.flat, keys, strict=False):
+        for name, records in runs.items():
+            pts = [
+                (float(rec["step"]), float(rec[key]))  # type: ignore[arg-type]
+                for rec in records
+                if "step" in rec and isinstance(rec.get(key), (int, float))
+            ]
+            if pts:
+                xs, ys = zip(*pts, strict=True)
+                ax.plot(xs, ys, label=name, lw=1.2, marker="." if len(pts) < 30 else None)
+        ax.set_title(key, fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(keys) :]:
+        ax.set_axis_off()
+    if len(runs) > 1:
+        axes.flat[0].legend(fontsize=7)
+    return fig
+
+
+# ---- retrieval panels -------------------------------------------------------------------------------
+
+
+def retrieval_panel(
+    sources: ImageArray,
+    targets: ImageArray,
+    retrieved: ImageArray,
+    correct: npt.NDArray[np.bool_],
+    captions: Sequence[Sequence[str]],
+) -> Figure:
+    """Predictor retrieval for Q queries and S transformations.
+
+    ``sources`` (Q, H, W, 3) are the start views; ``targets`` (Q, S, H, W, 3) the ground-truth views
+    after each transformation; ``retrieved`` (Q, S, H, W, 3) the gallery images nearest to the
+    predictor's output; ``correct`` (Q, S) marks exact retrievals (green frame, else red);
+    ``captions`` (Q, S) label each column (e.g. the rotation angle).
+    """
+    q, s = targets.shape[:2]
+    fig = _figure(1.2 * (s + 1), 2.5 * q)
+    axes = fig.subplots(2 * q, s + 1, squeeze=False)
+    for i in range(q):
+        top, bottom = axes[2 * i], axes[2 * i + 1]
+        top[0].imshow(sources[i])
+        top[0].set_title("query", fontsize=7)
+        bottom[0].text(0.5, 0.6, "ground truth ↑\nretrieved ↓", ha="center", va="center", fontsize=7)
+        for j in range(s):
+            top[j + 1].imshow(targets[i, j])
+            top[j + 1].set_title(captions[i][j], fontsize=6)
+            bottom[j + 1].imshow(retrieved[i, j])
+            colour = "tab:green" if bool(correct[i, j]) else "tab:red"
+            for spine in bottom[j + 1].spines.values():
+                spine.set_edgecolor(colour)
+                spine.set_linewidth(2.5)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for i in range(q):
+        for spine in axes[2 * i + 1, 0].spines.values():
+            spine.set_visible(False)
+    return fig
+
+
+# ---- latent steering --------------------------------------------------------------------------------
+
+
+def latent_steering(
+    encoded: FloatArray,
+    predicted: FloatArray,
+    angles: FloatArray,
+    *,
+    angle_name: str = "angle",
+    title: str = "",
+) -> Figure:
+    """2-D projections of an orbit's encoded embeddings (S, 2) and the predictor's trajectory (S, 2).
+
+    Both polylines are ordered by ``angles`` (S,) (radians); grey segments join each encoded view to
+    the prediction for the same transformation. A good equivariant predictor overlays the two.
+    """
+    fig = _figure(4.6, 4.0)
+    ax = fig.add_subplot()
+    for e, p in zip(encoded, predicted, strict=True):
+        ax.plot([e[0], p[0]], [e[1], p[1]], color="0.75", lw=0.8, zorder=1)
+    ax.plot(encoded[:, 0], encoded[:, 1], "-", color="tab:blue", lw=1, alpha=0.6, zorder=2)
+    sc = ax.scatter(
+        encoded[:, 0],
+        encoded[:, 1],
+        c=np.degrees(angles),
+        cmap="viridis",
+        s=28,
+        zorder=3,
+        label="encoded views",
+    )
+    ax.plot(predicted[:, 0], predicted[:, 1], "--", color="tab:orange", lw=1, alpha=0.8, zorder=2)
+    ax.scatter(
+        predicted[:, 0],
+        predicted[:, 1],
+        c=np.degrees(angles),
+        cmap="viridis",
+        marker="x",
+        s=36,
+        zorder=3,
+        label="predictor from the first view",
+    )
+    ax.scatter(
+        encoded[:1, 0], encoded[:1, 1], facecolors="none", edgecolors="k", s=120, zorder=4, label="start"
+    )
+    fig.colorbar(sc, ax=ax, label=f"{angle_name} (degrees)")
+    ax.set_xlabel("PC 1")
+    ax.set_ylabel("PC 2")
+    ax.legend(fontsize=7, loc="best")
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+# ---- error along orbits (NERO-style) ----------------------------------------------------------------
+
+
+def error_along_orbits(
+    curves: Mapping[str, tuple[FloatArray, FloatArray]],
+    *,
+    axis_names: Sequence[str] = ("rotation about x", "rotation about y", "rotation about z"),
+    bins: int = 18,
+    ylabel: str = "rotation error (degrees)",
+) -> Figure:
+    """Mean prediction error binned along each transformation angle, one panel per angle.
+
+    ``curves`` maps a label (a run, a representation part) to ``(angles (n, A) radians, errors (n,))``:
+    each sample's transformation angles and its error. Shaded bands are ± one standard error.
+    """
+    num_axes = len(axis_names)
+    fig = _figure(3.4 * num_axes, 2.8)
+    axes = fig.subplots(1, num_axes, squeeze=False)[0]
+    for label, (angles, errors) in curves.items():
+        angles = np.asarray(angles, dtype=np.float64)
+        errors = np.asarray(errors, dtype=np.float64)
+        for k, ax in enumerate(axes):
+            lo, hi = float(angles[:, k].min()), float(angles[:, k].max())
+            if hi <= lo:
+                hi = lo + 1e-6
+            edges = np.linspace(lo, hi, bins + 1)
+            idx = np.clip(np.digitize(angles[:, k], edges) - 1, 0, bins - 1)
+            centres, means, sems = [], [], []
+            for b in range(bins):
+                sel = errors[idx == b]
+                if sel.size:
+                    centres.append(np.degrees((edges[b] + edges[b + 1]) / 2))
+                    means.append(sel.mean())
+                    sems.append(sel.std() / math.sqrt(sel.size))
+            c, mu, se = np.array(centres), np.array(means), np.array(sems)
+            ax.plot(c, mu, marker=".", lw=1.2, label=label)
+            ax.fill_between(c, mu - se, mu + se, alpha=0.2)
+    for k, ax in enumerate(axes):
+        ax.set_xlabel(f"{axis_names[k]} (degrees)", fontsize=8)
+        ax.set_ylabel(ylabel if k == 0 else "", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    if len(curves) > 1:
+        axes[0].legend(fontsize=7)
+    return fig
+
+
+# ---- dataset preview --------------------------------------------------------------------------------
+
+
+def dataset_preview(
+    images: ImageArray, row_labels: Sequence[str], column_labels: Sequence[str] = ()
+) -> Figure:
+    """A grid of views (R, C, H, W, 3): one object per row (labelled), its views along the row."""
+    r, c = images.shape[:2]
+    fig = _figure(1.1 * c + 1.2, 1.1 * r)
+    axes = fig.subplots(r, c, squeeze=False)
+    for i in range(r):
+        for j in range(c):
+            ax = axes[i, j]
+            ax.imshow(images[i, j])
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j == 0:
+                ax.set_ylabel(row_labels[i], fontsize=7, rotation=0, ha="right", va="center")
+            if i == 0 and j < len(column_labels):
+                ax.set_title(column_labels[j], fontsize=7)
+    return fig

@@ -1,0 +1,72 @@
+"""sie.eval.figures on synthetic arrays: every figure renders to a non-empty, non-uniform PNG."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from sie.eval import figures
+
+
+def assert_png_has_content(path: Path) -> None:
+    assert path.is_file() and path.stat().st_size > 2000
+    with Image.open(path) as img:
+        assert img.format == "PNG"
+        pixels = np.asarray(img.convert("L"))
+    assert pixels.shape[0] > 100 and pixels.shape[1] > 100
+    assert pixels.std() > 5  # not a blank canvas
+
+
+def images(rng: np.random.Generator, *shape: int) -> np.ndarray:
+    return rng.integers(0, 255, size=(*shape, 16, 16, 3), dtype=np.uint8)
+
+
+def test_training_curves(tmp_path: Path) -> None:
+    runs = {
+        "sie": [{"step": s, "loss": 5.0 / (s + 1), "loss/inv": 0.1 * s, "lr": 1e-3} for s in range(20)],
+        "vicreg": [{"step": s, "loss": 4.0 / (s + 1), "flag": True} for s in range(20)],
+    }
+    assert_png_has_content(figures.save_png(figures.training_curves(runs), tmp_path / "curves.png"))
+    empty = figures.save_png(
+        figures.training_curves({"x": [{"step": 0, "note": "text"}]}), tmp_path / "empty.png"
+    )
+    assert empty.is_file()
+
+
+def test_retrieval_panel(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    fig = figures.retrieval_panel(
+        images(rng, 2),
+        images(rng, 2, 4),
+        images(rng, 2, 4),
+        np.array([[True, False, True, True], [False, False, True, False]]),
+        [[f"{a}°" for a in (0, 30, 60, 90)]] * 2,
+    )
+    assert_png_has_content(figures.save_png(fig, tmp_path / "retrieval.png"))
+
+
+def test_latent_steering(tmp_path: Path) -> None:
+    t = np.linspace(-1.5, 1.5, 12)
+    encoded = np.stack((np.cos(t), np.sin(t)), 1)
+    fig = figures.latent_steering(
+        encoded, encoded * 1.1 + 0.05, t, angle_name="rotation about x", title="sie"
+    )
+    assert_png_has_content(figures.save_png(fig, tmp_path / "steering.png"))
+
+
+def test_error_along_orbits(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    angles = rng.uniform(-np.pi, np.pi, (500, 3))
+    errors = 20 + 10 * np.abs(angles[:, 0]) + rng.normal(size=500)
+    fig = figures.error_along_orbits({"full": (angles, errors), "equi": (angles, errors * 0.8)})
+    assert_png_has_content(figures.save_png(fig, tmp_path / "orbits.png"))
+
+
+def test_dataset_preview(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    fig = figures.dataset_preview(
+        images(rng, 3, 5), ["chair", "table", "car"], ["v0", "v1", "v2", "v3", "v4"]
+    )
+    assert_png_has_content(figures.save_png(fig, tmp_path / "preview.png"))
