@@ -118,6 +118,8 @@ class OptimConfig:
     schedule: Literal["constant", "cosine"] = param("constant", "learning-rate schedule after warm-up")
     warmup_epochs: float = param(0.0, "linear warm-up length", "epochs")
     exclude_bias_and_norm: bool = param(False, "no weight decay on biases and norm layers")
+    final_lr: float = param(0.0, "learning rate the cosine schedule decays to")
+    momentum: float = param(0.9, "momentum of sgd (unused by adam/adamw)")
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,17 @@ class TrainConfig:
     checkpoint_every_min: float = param(10.0, "minutes between checkpoints (also at each epoch end)", "min")
     online_eval: bool = param(True, "train the detached online probes of the reference")
     online_eval_every: int = param(1, "run the online probes every N steps", "steps")
+    drop_last: bool = param(
+        True,
+        "drop each epoch's last partial batch (the reference keeps it, but normalises its covariance by the "
+        "full train.batch_size; false reproduces that)",
+    )
+    deterministic: bool = param(
+        False, "deterministic kernels (slower); with fp32 on CPU a resumed run repeats the uninterrupted one"
+    )
+    tensorboard: bool = param(
+        False, "also write TensorBoard scalars to RUN/tensorboard (needs sie[tensorboard])"
+    )
 
 
 @dataclass(frozen=True)
