@@ -167,6 +167,15 @@ class EvalConfig:
         False, "reproduce the reference's frozen-backbone BatchNorm in train mode during probe training"
     )
     feature_batch_size: int = param(256, "batch size of the one-off feature extraction")
+    tasks: tuple[str, ...] = param(
+        ("classification", "rotation", "colour", "translation", "absolute_rotation", "retrieval"),
+        "protocol parts to run (translation only on -T datasets, retrieval only with a predictor)",
+    )
+    ood_split: str = param("", "extra split (name in the dataset root) for out-of-distribution rotation R²")
+    device: Literal["auto", "cpu", "cuda"] = param(
+        "auto", "device of feature extraction, probes and retrieval"
+    )
+    figures: bool = param(True, "store the arrays that `sie report` draws (panels, orbits, preview)")
 
 
 @dataclass(frozen=True)
