@@ -108,10 +108,104 @@ def _register_config(sub: _SubParsers) -> None:
     keys.set_defaults(func=_cmd_config_keys)
 
 
+# ---- sie data check ------------------------------------------------------------------------------
+
+
+def _cmd_data_check(args: argparse.Namespace) -> int:
+    from sie.data.check import check_dataset
+    from sie.data.problems import summarize_problems
+
+    report = check_dataset(args.root, workers=args.workers, progress=not args.quiet)
+    for problem in report.problems:
+        print(problem)
+    checked = ", ".join(f"{name} {n} objects" for name, n in report.objects.items())
+    print(
+        f"{args.root}: {summarize_problems(report.problems)}" + (f" (checked {checked})" if checked else "")
+    )
+    if not report.problems:
+        return 0
+    if args.skip_bad:
+        excluded = ", ".join(f"{name} {n}" for name, n in report.excluded.items())
+        if report.usable_with_skip_bad:
+            print(f"--skip-bad: these objects would be excluded ({excluded}); the rest is usable")
+            return 0
+        print(
+            "--skip-bad cannot fix this dataset: some problems are not confined to objects (or a split would be empty)"
+        )
+    return 1
+
+
+def _register_data(sub: _SubParsers) -> None:
+    p = sub.add_parser("data", help="inspect datasets", formatter_class=_HelpFormatter)
+    data_sub = p.add_subparsers(dest="data_command", metavar="{check}", required=True)
+    check = data_sub.add_parser(
+        "check",
+        help="scan a dataset (3DIEBench layout or packed store), print every problem; exit 1 if any",
+        description=(
+            "Checks the split files, every object directory, every JPEG (decoded) and every latent, or, for a\n"
+            "packed store, the manifest and the size and sha256 of every file. Prints one line per problem\n"
+            "(path: kind: what was expected) and a count. Exit 0 if clean, 1 if any problem."
+        ),
+        formatter_class=_HelpFormatter,
+    )
+    check.add_argument("root", metavar="ROOT", help="dataset directory or packed store")
+    check.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="also say how many objects --skip-bad would exclude; exit 0 if that leaves a usable dataset",
+    )
+    check.add_argument("--workers", type=int, default=None, help="decoding processes (default: all cores)")
+    check.add_argument("--quiet", action="store_true", help="no progress bar")
+    check.set_defaults(func=_cmd_data_check)
+
+
+# ---- sie pack ------------------------------------------------------------------------------------
+
+
+def _cmd_pack(args: argparse.Namespace) -> int:
+    from sie.data.pack import pack_dataset
+
+    splits = [s for s in args.splits.split(",") if s] if args.splits else None
+    pack_dataset(
+        args.root,
+        args.out,
+        args.resolution,
+        workers=args.workers,
+        splits=splits,
+        skip_bad=args.skip_bad,
+        progress=not args.quiet,
+    )
+    print(args.out)
+    return 0
+
+
+def _register_pack(sub: _SubParsers) -> None:
+    p = sub.add_parser(
+        "pack",
+        help="build a packed store (uint8 memory-mapped images at one resolution) from a 3DIEBench-layout dataset",
+        description=(
+            "Decodes every JPEG once, resizes it to PX x PX (antialiased) and writes uint8 shards that the\n"
+            "loader memory-maps (no PIL, no file open per sample). Re-run the same command to resume an\n"
+            "interrupted pack: finished shards are kept. `sie train --data OUT` then reads the store."
+        ),
+        formatter_class=_HelpFormatter,
+    )
+    p.add_argument("root", metavar="ROOT", help="dataset directory in the 3DIEBench layout")
+    p.add_argument("out", metavar="OUT", help="directory of the packed store (created)")
+    p.add_argument("--resolution", type=int, required=True, metavar="PX", help="side of the stored images")
+    p.add_argument("--workers", type=int, default=None, help="conversion processes (default: all cores)")
+    p.add_argument("--splits", default=None, help="comma-separated splits (default: every NAME_images.npy)")
+    p.add_argument("--skip-bad", action="store_true", help="exclude broken objects (listed in the manifest)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_pack)
+
+
 # ---------------------------------------------------------------------------------------------------
 
 _COMMANDS: list[Callable[[_SubParsers], None]] = [
     _register_config,
+    _register_data,
+    _register_pack,
     _register_version,
 ]
 

@@ -1,0 +1,285 @@
+"""Training and feature-extraction loaders over a :class:`~sie.data.source.ViewSource`.
+
+:func:`make_train_loader` yields :class:`~sie.data.batch.Batch` es of K views per object, with the
+transformation parameters between consecutive views computed once per batch (vectorised, see
+:mod:`sie.data.targets`). A batch is built whole inside one worker (``Dataset.__getitems__``), so
+the object order comes from :class:`~sie.data.sampling.ObjectShardSampler` in the main process and
+the views from :func:`~sie.data.sampling.sample_views`; both are pure functions of (seed, epoch,
+object index), hence identical for any ``num_workers`` and ``world_size``.
+
+Like the reference, the angles are rounded to float32 before the relative rotation is computed
+(``latent[:3]`` is cast to float32 there), then the maths runs in float64 and the targets are float32.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from sie.data.batch import Batch
+from sie.data.sampling import ObjectShardSampler, sample_views
+from sie.data.source import ViewSource
+from sie.data.targets import relative_transforms, transform_dim
+from sie.data.transforms import normalize as normalize_images
+from sie.data.transforms import resize_uint8
+from sie.errors import UsageError
+
+__all__ = ["TrainLoader", "ViewSampleDataset", "iterate_all_views", "make_train_loader"]
+
+
+def _worker_init(_: int) -> None:
+    torch.set_num_threads(1)  # the workers already use every core; avoid oversubscription
+
+
+def _as_is(batch: Any) -> Any:
+    return batch
+
+
+class ViewSampleDataset(Dataset[Batch]):
+    """K distinct views of an object plus the transformations between them; keys are (epoch, object)."""
+
+    def __init__(
+        self,
+        source: ViewSource,
+        *,
+        views_per_sample: int = 2,
+        transform: str = "quat",
+        canonical: bool = False,
+        resolution: int | None = None,
+        seed: int = 0,
+        normalize: bool = True,
+    ) -> None:
+        if not 2 <= views_per_sample <= source.views_per_object:
+            raise UsageError(
+                f"data.views_per_sample={views_per_sample}: expected 2..{source.views_per_object} "
+                f"(objects of {source.root} have {source.views_per_object} views)"
+            )
+        transform_dim(transform, source.latent_size)  # validates the kind
+        self.source = source
+        self.views_per_sample = views_per_sample
+        self.transform = transform
+        self.canonical = canonical
+        self.resolution = resolution or source.image_size[0]
+        self.seed = seed
+        self.normalize = normalize
+
+    @property
+    def transform_dim(self) -> int:
+        return transform_dim(self.transform, self.source.latent_size)
+
+    def __len__(self) -> int:
+        return self.source.num_objects
+
+    def sample(self, epoch: int, objects: Sequence[int]) -> Batch:
+        """The batch of ``objects`` (B,) in ``epoch``: views (B, K, 3, R, R), transforms (B, K-1, P), ..."""
+        src, k = self.source, self.views_per_sample
+        objs = np.asarray(objects, dtype=np.int64)
+        views = sample_views(self.seed, epoch, objs, src.views_per_object, k)
+        images = torch.stack([src.read_views(int(o), v.tolist()) for o, v in zip(objs, views, strict=True)])
+        b, _, c, h, w = images.shape
+        images = resize_uint8(images.view(b * k, c, h, w), self.resolution).view(b, k, c, self.resolution, -1)
+        latents = np.stack([src.read_latents(int(o), v.tolist()) for o, v in zip(objs, views, strict=True)])
+        latents32 = latents.astype(np.float32)  # the reference's float32 angles
+        return Batch(
+            views=normalize_images(images) if self.normalize else images,
+            transforms=relative_transforms(latents32, self.transform, self.canonical),
+            labels=torch.from_numpy(src.labels[objs]),
+            latents=torch.from_numpy(latents32),
+            object_index=torch.from_numpy(objs),
+        )
+
+    def __getitems__(self, keys: Sequence[tuple[int, int]]) -> Batch:
+        epochs = {e for e, _ in keys}
+        if len(epochs) != 1:
+            raise ValueError(f"one batch must come from one epoch; got epochs {sorted(epochs)}")
+        return self.sample(epochs.pop(), [o for _, o in keys])
+
+    def __getitem__(self, key: tuple[int, int]) -> Batch:
+        return self.__getitems__([key])
+
+
+class _EpochBatches:
+    """Batches of (epoch, object) keys for one rank; the epoch is set by :meth:`TrainLoader.set_epoch`."""
+
+    def __init__(self, sampler: ObjectShardSampler, batch_size: int, drop_last: bool) -> None:
+        self.sampler = sampler
+        self.batch_size = batch_size
+        self.drop_last = drop_last
+
+    def __len__(self) -> int:
+        n = len(self.sampler)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        epoch = self.sampler.epoch
+        objs = self.sampler.indices(epoch).tolist()
+        for step in range(len(self)):
+            yield [(epoch, o) for o in objs[step * self.batch_size : (step + 1) * self.batch_size]]
+
+
+class TrainLoader:
+    """Iterable over one epoch of :class:`Batch` es of this rank; call :meth:`set_epoch` before each epoch."""
+
+    def __init__(
+        self,
+        dataset: ViewSampleDataset,
+        sampler: ObjectShardSampler,
+        batch_size: int,
+        *,
+        drop_last: bool,
+        num_workers: int,
+        pin_memory: bool,
+    ) -> None:
+        self.dataset = dataset
+        self.sampler = sampler
+        self.batches = _EpochBatches(sampler, batch_size, drop_last)
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self._loader: DataLoader[Batch] = DataLoader(
+            dataset,  # type: ignore[arg-type]
+            batch_sampler=self.batches,  # type: ignore[arg-type]
+            collate_fn=_as_is,
+            num_workers=num_workers,
+            pin_memory=pin_memory,
+            persistent_workers=num_workers > 0,
+            worker_init_fn=_worker_init if num_workers > 0 else None,
+        )
+
+    @property
+    def epoch(self) -> int:
+        return self.sampler.epoch
+
+    @property
+    def transform_dim(self) -> int:
+        return self.dataset.transform_dim
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator[Batch]:
+        return iter(self._loader)
+
+
+def make_train_loader(
+    source: ViewSource,
+    *,
+    batch_size_per_rank: int,
+    views_per_sample: int = 2,
+    transform: str = "quat",
+    canonical: bool = False,
+    resolution: int | None = None,
+    seed: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
+    num_workers: int = 0,
+    drop_last: bool = True,
+    normalize: bool = True,
+    shuffle: bool = True,
+    uneven: Literal["pad", "drop"] = "pad",
+    pin_memory: bool | None = None,
+) -> TrainLoader:
+    """A loader of this rank's batches of ``views_per_sample`` views per object, one sample per object per epoch.
+
+    Args:
+        source: from :func:`sie.data.open_split` (raw layout or packed store).
+        batch_size_per_rank: objects per batch on this rank (global batch / world_size).
+        transform, canonical: target kind and quaternion sign convention (:mod:`sie.data.targets`).
+        resolution: output side R in px (antialiased resize; default: the source's own size).
+        seed: with the epoch and the object index, decides the object order and the views.
+        rank, world_size: this process's shard of every epoch's objects (see ``uneven``).
+        num_workers: loader processes (0: in this process); results do not depend on it.
+        drop_last: drop this rank's last incomplete batch (every rank has the same number of steps).
+        normalize: yield float32 views normalised with the 3DIEBench mean/std; False yields uint8 views
+            to be normalised on the device with :func:`sie.data.transforms.normalize`.
+        shuffle: a new object order every epoch (False: split order, e.g. for evaluation).
+        uneven: ``pad`` (repeat objects so all ranks get ceil(N/W)) or ``drop`` (leave N mod W out).
+        pin_memory: default: when CUDA is available.
+    """
+    if batch_size_per_rank < 1:
+        raise UsageError(f"batch size per rank {batch_size_per_rank}: expected >= 1")
+    if num_workers < 0:
+        raise UsageError(f"data.num_workers={num_workers}: expected >= 0")
+    dataset = ViewSampleDataset(
+        source,
+        views_per_sample=views_per_sample,
+        transform=transform,
+        canonical=canonical,
+        resolution=resolution,
+        seed=seed,
+        normalize=normalize,
+    )
+    sampler = ObjectShardSampler(
+        source.num_objects, world_size=world_size, rank=rank, seed=seed, shuffle=shuffle, uneven=uneven
+    )
+    loader = TrainLoader(
+        dataset,
+        sampler,
+        batch_size_per_rank,
+        drop_last=drop_last,
+        num_workers=num_workers,
+        pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
+    )
+    if len(loader) == 0:
+        raise UsageError(
+            f"batch size per rank {batch_size_per_rank} exceeds the {len(sampler)} objects per rank of "
+            f"{source.root} [{source.split}] with drop_last; use a smaller batch"
+        )
+    return loader
+
+
+class _ViewChunks(Dataset[tuple[Tensor, Tensor, Tensor]]):
+    """Chunk c = flat views [c*B, (c+1)*B) of the object-major (object, view) order."""
+
+    def __init__(self, source: ViewSource, batch_size: int, resolution: int, normalize: bool) -> None:
+        self.source = source
+        self.batch_size = batch_size
+        self.resolution = resolution
+        self.normalize = normalize
+        self.total = source.num_objects * source.views_per_object
+
+    def __len__(self) -> int:
+        return -(-self.total // self.batch_size)
+
+    def __getitem__(self, chunk: int) -> tuple[Tensor, Tensor, Tensor]:
+        v = self.source.views_per_object
+        flat = np.arange(chunk * self.batch_size, min((chunk + 1) * self.batch_size, self.total))
+        objs, views = flat // v, flat % v
+        parts = []
+        for obj in np.unique(objs):
+            parts.append(self.source.read_views(int(obj), views[objs == obj].tolist()))
+        images = resize_uint8(torch.cat(parts), self.resolution)
+        out = normalize_images(images) if self.normalize else images
+        return out, torch.from_numpy(objs), torch.from_numpy(views)
+
+
+def iterate_all_views(
+    source: ViewSource,
+    *,
+    batch_size: int,
+    resolution: int | None = None,
+    normalize: bool = True,
+    num_workers: int = 0,
+) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+    """Every view of every object, object-major: ``(images (n, 3, R, R), obj_idx (n,), view_idx (n,))``.
+
+    For feature extraction; ``n = batch_size`` except in the last chunk.
+    """
+    if batch_size < 1:
+        raise UsageError(f"batch size {batch_size}: expected >= 1")
+    chunks = _ViewChunks(source, batch_size, resolution or source.image_size[0], normalize)
+    loader: DataLoader[tuple[Tensor, Tensor, Tensor]] = DataLoader(
+        chunks,
+        batch_size=None,
+        shuffle=False,
+        num_workers=num_workers,
+        worker_init_fn=_worker_init if num_workers > 0 else None,
+    )
+    yield from loader

@@ -1,0 +1,193 @@
+"""The 3DIEBench layout on disk: ``ROOT/SYNSET/OBJ/image_{v}.jpg`` and ``latent_{v}.npy`` per view.
+
+Opening a split reads the split files and scans every object directory (names and sizes only, see
+:mod:`sie.data.scan`): missing files, a wrong number of views and wrong-length latents stop the
+run before training starts, naming each file (or, with ``skip_bad``, exclude those objects and
+report them). With ``skip_bad`` the JPEG SOI/EOI markers are checked too, which catches truncated
+files. A JPEG that is corrupt in the middle is only found when it is decoded: it then raises a
+:class:`UsageError` naming the file; ``sie data check ROOT`` decodes everything up front.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from sie.data import problems as P
+from sie.data.problems import BadFileError, Problem, format_problems, summarize_problems
+from sie.data.scan import scan_split
+from sie.data.source import ViewSource
+from sie.data.splits import SplitSpec, class_names_of, read_split
+from sie.errors import UsageError
+from sie.log import get_logger
+
+__all__ = ["RawSource", "check_image_size", "dataset_hash", "decode_image", "load_latent"]
+
+_log = get_logger(__name__)
+_SHOWN_PROBLEMS = 10
+
+
+def decode_image(path: Path) -> np.ndarray:
+    """(H, W, 3) uint8 RGB pixels of an image file (PIL, like the reference). UsageError if unreadable."""
+    try:
+        with Image.open(path) as img:
+            return np.array(img.convert("RGB"))  # a writable copy (torch.from_numpy needs one)
+    except FileNotFoundError:
+        raise BadFileError(Problem(P.MISSING_IMAGE, path, "expected a JPEG file")) from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise BadFileError(Problem(P.CORRUPT_IMAGE, path, f"{exc}; expected a readable RGB JPEG")) from None
+
+
+def load_latent(path: Path, latent_size: int) -> np.ndarray:
+    """(L,) float64 latent of one view. UsageError if missing, unreadable or of the wrong length."""
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        detail = f"expected a .npy file of {latent_size} float64"
+        raise BadFileError(Problem(P.MISSING_LATENT, path, detail)) from None
+    except (OSError, ValueError) as exc:
+        detail = f"unreadable ({exc}); expected ({latent_size},) float64"
+        raise BadFileError(Problem(P.BAD_LATENT, path, detail)) from None
+    if arr.shape != (latent_size,) or arr.dtype.kind != "f":
+        detail = f"got shape {arr.shape} {arr.dtype}; expected ({latent_size},) float64"
+        raise BadFileError(Problem(P.BAD_LATENT, path, detail))
+    return arr.astype(np.float64, copy=False)
+
+
+def check_image_size(path: Path, pixels: np.ndarray, size: tuple[int, int]) -> None:
+    """BadFileError unless ``pixels`` (H, W, 3) has the dataset's image ``size`` (H, W)."""
+    if pixels.shape != (*size, 3):
+        detail = f"{pixels.shape[1]}x{pixels.shape[0]} px; expected {size[1]}x{size[0]} like the others"
+        raise BadFileError(Problem(P.IMAGE_SIZE, path, detail))
+
+
+def dataset_hash(files: Sequence[Path], views: int, latent_size: int, excluded: Sequence[str]) -> str:
+    """Identifier of a split: its split files' bytes, V, L and the excluded object ids."""
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    digest.update(json.dumps([views, latent_size, sorted(excluded)]).encode())
+    return digest.hexdigest()[:32]
+
+
+class RawSource(ViewSource):
+    """A split of a 3DIEBench-layout directory; use :meth:`open` (or :func:`sie.data.open_split`)."""
+
+    def __init__(
+        self,
+        root: Path,
+        spec: SplitSpec,
+        class_names: list[str],
+        keep: np.ndarray,
+        views_per_object: int,
+        latent_size: int,
+        image_size: tuple[int, int],
+        excluded: list[Problem],
+    ) -> None:
+        self.root = root
+        self.split = spec.name
+        self.object_ids = [spec.object_ids[i] for i in keep]
+        class_of = {name: i for i, name in enumerate(class_names)}
+        if spec.labels is not None:
+            self.labels = spec.labels[keep].astype(np.int64)
+        else:
+            self.labels = np.array([class_of[e.split("/")[0]] for e in self.object_ids], dtype=np.int64)
+        self.class_names = class_names
+        self.views_per_object = views_per_object
+        self.latent_size = latent_size
+        self.image_size = image_size
+        self.excluded = excluded
+        self.excluded_ids = sorted(
+            {spec.object_ids[p.object_index] for p in excluded if p.object_index is not None}
+        )
+        self.split_files = spec.files
+        self.manifest_hash = dataset_hash(spec.files, views_per_object, latent_size, self.excluded_ids)
+        self._latents: np.ndarray | None = None
+
+    @classmethod
+    def open(
+        cls, root: Path, split: str = "train", *, skip_bad: bool = False, workers: int | None = None
+    ) -> RawSource:
+        """Read the split files and scan the objects; fail (or exclude, with ``skip_bad``) on problems."""
+        if not root.is_dir():
+            raise UsageError(
+                f"{root}: no such dataset directory; expected a 3DIEBench layout or a packed store"
+            )
+        spec, split_problems = read_split(root, split)
+        if spec is None:
+            raise UsageError(f"{split_problems[0]}")
+        class_names = class_names_of(root, spec)
+        scan = scan_split(root, spec, class_names, check_markers=skip_bad, workers=workers)
+        bad = sorted({p.object_index for p in scan.problems if p.object_index is not None})
+        if scan.problems and not skip_bad:
+            raise UsageError(
+                f"{summarize_problems(scan.problems)} in split '{spec.name}' of {root}:\n"
+                f"{format_problems(scan.problems, _SHOWN_PROBLEMS)}\n"
+                f"Run `sie data check {root}` for the full list, or pass --skip-bad (data.skip_bad=true) "
+                "to exclude these objects."
+            )
+        keep = np.setdiff1d(np.arange(len(spec.object_ids)), np.array(bad, dtype=np.int64))
+        if len(keep) == 0:
+            raise UsageError(
+                f"{root}: split '{spec.name}' has no usable object ({summarize_problems(scan.problems)})"
+            )
+        if bad:
+            _log.warning(
+                "skip-bad: excluded %d of %d objects of split '%s' (%s); `sie data check %s` lists them",
+                len(bad),
+                len(spec.object_ids),
+                spec.name,
+                summarize_problems(scan.problems),
+                root,
+            )
+        if scan.image_size is None:
+            raise UsageError(f"{root}: no readable image in split '{spec.name}'")
+        return cls(
+            root,
+            spec,
+            class_names,
+            keep,
+            scan.views_per_object,
+            scan.latent_size,
+            scan.image_size,
+            scan.problems,
+        )
+
+    def _object_dir(self, obj: int) -> Path:
+        return self.root / self.object_ids[obj]
+
+    def read_views(self, obj: int, views: Sequence[int]) -> Tensor:
+        obj_dir = self._object_dir(obj)
+        h, w = self.image_size
+        out = torch.empty((len(views), 3, h, w), dtype=torch.uint8)
+        for k, v in enumerate(views):
+            path = obj_dir / f"image_{v}.jpg"
+            pixels = decode_image(path)
+            check_image_size(path, pixels, (h, w))
+            out[k] = torch.from_numpy(pixels).permute(2, 0, 1)
+        return out
+
+    def read_latents(self, obj: int, views: Sequence[int]) -> np.ndarray:
+        if self._latents is not None:
+            return self._latents[obj, list(views)]
+        obj_dir = self._object_dir(obj)
+        return np.stack([load_latent(obj_dir / f"latent_{v}.npy", self.latent_size) for v in views])
+
+    @property
+    def latents(self) -> np.ndarray:
+        """(N, V, L) float64; loaded from the N x V files on first access (threads), then cached."""
+        if self._latents is None:
+            views = range(self.views_per_object)
+            with ThreadPoolExecutor(max_workers=16) as pool:
+                rows = list(pool.map(lambda i: self.read_latents(i, views), range(self.num_objects)))
+            self._latents = np.stack(rows) if rows else np.zeros((0, len(views), self.latent_size))
+        return self._latents
