@@ -62,6 +62,12 @@ def test_targets_match_scipy_and_plain_differences() -> None:
         "colour",
     ]
     assert "translation" in [t.name for t in tasks.regression_tasks_for(10, ("translation",))]
+    lat_t = torch.cat((pairs, torch.randn(20, 2, 3, dtype=torch.float64)), dim=-1)  # -T latents (10 values)
+    np.testing.assert_allclose(
+        tasks.translation_pair_target(lat_t).numpy(),
+        (lat_t[:, 1, 7:10] - lat_t[:, 0, 7:10]).numpy(),
+        atol=1e-6,
+    )
 
 
 def test_evaluation_pairs_cover_every_view_with_a_distinct_partner() -> None:

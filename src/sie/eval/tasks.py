@@ -7,6 +7,8 @@ spot theta, spot phi, spot hue, and for -T datasets translation x, y, z.
 * ``colour``: ``(floor hue, spot hue)`` of view b minus view a, not wrapped (the reference).
 * ``translation`` (-T datasets): translation of view b minus view a.
 * ``absolute_rotation``: quaternion of one view's own rotation (single-view probe).
+
+Pair targets come from ``sie.data.targets.relative_transforms`` (the training targets' code).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from sie.geometry import euler_xyz_to_quaternion, relative_rotation_quaternion
+from sie.data.targets import relative_transforms
+from sie.geometry import euler_xyz_to_quaternion
 
 __all__ = [
     "REGRESSION_TASKS",
@@ -30,25 +33,20 @@ __all__ = [
     "translation_pair_target",
 ]
 
-_HUES = [3, 6]  # floor hue, spot hue
-_TRANSLATION = slice(7, 10)
-
 
 def rotation_pair_target(pair_latents: Tensor) -> Tensor:
     """Latents (B, 2, L) -> quaternion (B, 4) float32 of ``R_a^-1 R_b`` (scipy's sign, not canonical)."""
-    angles = pair_latents[..., 0:3].to(torch.float64)
-    q = euler_xyz_to_quaternion(angles)
-    return relative_rotation_quaternion(q[:, 0], q[:, 1]).float()
+    return relative_transforms(pair_latents, "quat")[:, 0, :4]
 
 
 def colour_pair_target(pair_latents: Tensor) -> Tensor:
     """Latents (B, 2, L) -> (Δ floor hue, Δ spot hue) (B, 2) float32, view b minus view a, not wrapped."""
-    return (pair_latents[:, 1, _HUES] - pair_latents[:, 0, _HUES]).float()
+    return relative_transforms(pair_latents, "rotcolor")[:, 0, 4:6]
 
 
 def translation_pair_target(pair_latents: Tensor) -> Tensor:
     """Latents (B, 2, 10) of a -T dataset -> translation of view b minus view a (B, 3) float32."""
-    return (pair_latents[:, 1, _TRANSLATION] - pair_latents[:, 0, _TRANSLATION]).float()
+    return relative_transforms(pair_latents, "quat")[:, 0, 4:7]
 
 
 def absolute_rotation_target(view_latents: Tensor) -> Tensor:
