@@ -37,7 +37,6 @@ from sie.data.packed import (
     file_sha256,
     is_packed_store,
     manifest_checksum,
-    split_files_sha256,
 )
 from sie.data.problems import BadFileError
 from sie.data.raw import RawSource, check_image_size, dataset_hash, decode_image, load_latent
@@ -173,8 +172,7 @@ def _plan(
             "latent_size": s.latent_size,
             "image_size": list(s.image_size),
             "shard_size": max(1, shard_bytes // object_bytes),
-            "source_split_files": [str(f.resolve()) for f in s.split_files],
-            "source_split_sha256": split_files_sha256(s.split_files),
+            "source_split_files": {str(f.resolve()): file_sha256(f) for f in s.split_files},
         }
     return {
         "format": FORMAT,
@@ -272,8 +270,7 @@ def _assemble_split(
         "source_hash": dataset_hash(
             source.split_files, source.views_per_object, source.latent_size, excluded_ids
         ),
-        "source_split_files": [str(f.resolve()) for f in source.split_files],
-        "source_split_sha256": split_files_sha256(source.split_files),
+        "source_split_files": {str(f.resolve()): file_sha256(f) for f in source.split_files},
     }
 
 

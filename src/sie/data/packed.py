@@ -82,15 +82,6 @@ def is_packed_store(root: Path) -> bool:
     return not any(root.glob("*_images.npy"))
 
 
-def split_files_sha256(files: Sequence[Path]) -> str:
-    """Hash of a split's files (names and bytes): detects a source whose split changed since packing."""
-    digest = hashlib.sha256()
-    for path in files:
-        digest.update(path.name.encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
 def read_manifest(root: Path) -> dict[str, Any]:
     """The validated manifest of a complete store (UsageError naming the file otherwise)."""
     path = root / MANIFEST
@@ -148,17 +139,13 @@ def _check_hashes(
 
 def _check_source(manifest: dict[str, Any], split: str) -> Problem | None:
     """A problem if the source dataset is still on disk and its split files changed since packing."""
-    info = manifest["splits"][split]
-    files = [Path(f) for f in info["source_split_files"]]
+    files = {Path(f): sha for f, sha in manifest["splits"][split]["source_split_files"].items()}
     if not files or not all(f.is_file() for f in files):
         return None  # source moved or deleted: the store stands alone
-    if split_files_sha256(files) != info["source_split_sha256"]:
-        return Problem(
-            P.STORE,
-            files[0],
-            "changed since the store was packed (stale store); re-run `sie pack` to rebuild it",
-            split=split,
-        )
+    for path, sha in files.items():
+        if file_sha256(path) != sha:
+            detail = "changed since the store was packed (stale store); re-run `sie pack` to rebuild it"
+            return Problem(P.STORE, path, detail, split=split)
     return None
 
 
