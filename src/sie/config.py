@@ -106,6 +106,22 @@ class ModelConfig:
     equi_factor: float = param(0.45, "weight of the equivariance term relative to sim_coeff")
     ec_weight: float = param(1.0, "AugSelf regression weight")
     simclr_temp: float = param(0.1, "InfoNCE temperature")
+    augself_mlp: str = param("1024-1024", "hidden widths of the AugSelf regressor on [h_a, h_b]")
+    num_classes: int = param(55, "classes of the supervised baseline's linear head (must cover every label)")
+    hypernetwork_impl: Literal["factorized", "materialized"] = param(
+        "factorized",
+        "how the hypernetwork is applied: sum_k c_k (A_k z) without per-sample weights (same result, "
+        "much faster), or the reference's materialised (N, d, d) weights",
+    )
+    cov_denominator: Literal["batch_size", "gathered"] = param(
+        "batch_size",
+        "covariance normaliser: train.batch_size - 1 as the reference, or the gathered N - 1",
+    )
+    equi_factor_everywhere: bool = param(
+        False,
+        "also weight the equivariance term by equi_factor in sie-onlyequi and in equimod with rotcolor "
+        "(the reference ignores it there)",
+    )
 
 
 @dataclass(frozen=True)
