@@ -1,0 +1,323 @@
+"""Checkpoints: atomic save, safe load, backbone export to safetensors, and rebuilding from a run.
+
+Two artefacts per run directory (DESIGN.md contract 5):
+
+* ``checkpoint.pt``: everything needed to resume (model, optimiser, scaler, step, epoch, config, RNG
+  states, sampler position). It holds only tensors and primitive Python types, so it loads with
+  ``torch.load(..., weights_only=True)`` (no pickled classes, no code execution on load).
+* ``backbone.safetensors``: the backbone's weights only, with clean keys (no ``module.``,
+  ``_orig_mod.`` or ``backbone.`` prefix) that load strictly into the backbone class, plus string
+  metadata (arch, small_stem, num_features, method, step, the run's config as YAML).
+
+Writes are atomic: the bytes go to a temporary file in the same directory, are flushed and fsynced,
+and only then renamed over the old file. A failure while writing (a full disk, say) leaves the
+previous file untouched and removes the temporary one.
+
+``load_backbone`` and ``load_method`` rebuild modules through :mod:`sie.nn.backbones` and
+:mod:`sie.methods`; those imports sit inside the functions so that this low-level module (which
+training and evaluation both use) stays importable on its own and cheap to import.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor, nn
+
+from sie.errors import UsageError, WorkFailed
+
+if TYPE_CHECKING:
+    from sie.config import Config
+
+__all__ = [
+    "BACKBONE_FILENAME",
+    "CHECKPOINT_FILENAME",
+    "RUN_INFO_FILENAME",
+    "atomic_write",
+    "checkpoint_hash",
+    "clean_state_dict_keys",
+    "export_backbone",
+    "load_backbone",
+    "load_checkpoint",
+    "load_method",
+    "read_backbone_metadata",
+    "save_checkpoint",
+]
+
+CHECKPOINT_FILENAME = "checkpoint.pt"
+BACKBONE_FILENAME = "backbone.safetensors"
+RUN_INFO_FILENAME = "run.json"
+
+# Prefixes that wrappers add to parameter names: DDP (``module.``), torch.compile (``_orig_mod.``) and
+# a method holding its backbone (``backbone.``). Exported keys must carry none of them.
+_WRAPPER_SEGMENTS = ("module", "_orig_mod")
+
+
+# ---- atomic writes -----------------------------------------------------------------------------
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a rename durable: fsync the directory entry (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | Path) -> Iterator[io.BufferedWriter]:
+    """Open a temporary file next to ``path`` for binary writing; rename it over ``path`` on success.
+
+    On any exception the temporary file is removed, ``path`` is left exactly as it was, and the
+    exception propagates.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    _fsync_directory(path.parent)
+
+
+def save_checkpoint(path: str | Path, state: Mapping[str, Any]) -> Path:
+    """Atomically write ``state`` (tensors and primitive types only) with ``torch.save``.
+
+    Raises:
+        WorkFailed: the file could not be written (e.g. ``ENOSPC``); the previous file is intact.
+    """
+    path = Path(path)
+    try:
+        with atomic_write(path) as handle:
+            torch.save(dict(state), handle)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise WorkFailed(
+            f"could not write checkpoint {path}: {reason}; the previous checkpoint (if any) is intact"
+        ) from exc
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint written by :func:`save_checkpoint`, with ``weights_only=True``.
+
+    Raises:
+        UsageError: the file is missing, or is not a checkpoint that loads safely.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"no checkpoint at {path}")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ... by cause
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UsageError(f"{path} is not a readable sie checkpoint: {first_line}") from None
+    if not isinstance(state, dict):
+        raise UsageError(f"{path} is not an sie checkpoint (expected a dict, got {type(state).__name__})")
+    return state
+
+
+def checkpoint_hash(path: str | Path) -> str:
+    """The first 16 hex digits of the SHA-256 of a file's bytes: names the exact weights a result used."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+# ---- clean keys --------------------------------------------------------------------------------
+
+
+def clean_state_dict_keys(state: Mapping[str, Tensor], *, strip_prefix: str = "") -> dict[str, Tensor]:
+    """Drop wrapper segments (``module.``, ``_orig_mod.``) anywhere in a key, then ``strip_prefix``.
+
+    ``{"module.backbone._orig_mod.conv1.weight": w}`` with ``strip_prefix="backbone."`` becomes
+    ``{"conv1.weight": w}``. Prefixes are removed as whole dotted segments (never ``str.lstrip``,
+    which strips characters). Two keys that collapse to the same name are an error.
+    """
+    out: dict[str, Tensor] = {}
+    for key, value in state.items():
+        parts = [p for p in key.split(".") if p not in _WRAPPER_SEGMENTS]
+        clean = ".".join(parts)
+        if strip_prefix:
+            clean = clean.removeprefix(strip_prefix)
+        if clean in out:
+            raise ValueError(f"state dict keys collide after cleaning: {key!r} -> {clean!r}")
+        out[clean] = value
+    return out
+
+
+# ---- backbone export ---------------------------------------------------------------------------
+
+
+def _backbone_tensors(method: nn.Module) -> dict[str, Tensor]:
+    getter: Callable[[], Mapping[str, Tensor]] | None = getattr(method, "backbone_state_dict", None)
+    state = getter() if getter is not None else method.backbone.state_dict()  # type: ignore[union-attr]
+    cleaned = clean_state_dict_keys(state, strip_prefix="backbone.")
+    # safetensors refuses shared or non-contiguous storage: give every tensor its own contiguous copy.
+    return {k: v.detach().to("cpu").contiguous().clone() for k, v in cleaned.items()}
+
+
+def export_backbone(
+    method: nn.Module,
+    path: str | Path,
+    cfg: Config | None = None,
+    *,
+    metadata: Mapping[str, str] | None = None,
+) -> Path:
+    """Write the backbone of ``method`` to ``path`` (safetensors, atomic) with clean keys and metadata.
+
+    Args:
+        method: a method (possibly wrapped in DDP or compiled) with a ``backbone`` exposing
+            ``num_features``; ``backbone_state_dict()`` is used when the method defines it.
+        path: output file, conventionally ``RUN/backbone.safetensors``.
+        cfg: the run's config; gives ``arch``, ``small_stem`` and ``method`` (falls back to
+            ``method.cfg``). The whole config is stored as YAML under ``config``.
+        metadata: extra string entries (e.g. ``step``).
+    """
+    import yaml
+    from safetensors.torch import save as safetensors_save
+
+    from sie.config import config_to_dict
+
+    inner = getattr(method, "module", method)  # DDP
+    if cfg is None:
+        cfg = getattr(inner, "cfg", None)
+    if cfg is None:
+        raise ValueError("export_backbone needs the run's config (cfg=...) or a method with .cfg")
+    backbone = inner.backbone
+    tensors = _backbone_tensors(inner)
+    meta = {
+        "format": "sie-backbone-1",
+        "arch": cfg.model.arch,
+        "small_stem": json.dumps(bool(cfg.model.small_stem)),
+        "num_features": str(int(getattr(backbone, "num_features", 0))),
+        "method": cfg.model.method,
+        "config": yaml.safe_dump(config_to_dict(cfg), sort_keys=False),
+    }
+    meta.update({str(k): str(v) for k, v in (metadata or {}).items()})
+    payload = safetensors_save(tensors, metadata=meta)
+    path = Path(path)
+    try:
+        with atomic_write(path) as handle:
+            handle.write(payload)
+    except OSError as exc:
+        raise WorkFailed(
+            f"could not write {path}: {exc.strerror or exc}; the previous file is intact"
+        ) from exc
+    return path
+
+
+def read_backbone_metadata(path: str | Path) -> dict[str, str]:
+    """The string metadata of a ``backbone.safetensors`` file (arch, small_stem, num_features, ...)."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"no backbone file at {path}")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            meta = handle.metadata() or {}
+    except Exception as exc:
+        raise UsageError(f"{path} is not a readable safetensors file: {exc}") from None
+    return dict(meta)
+
+
+def _strict_load(module: nn.Module, state: Mapping[str, Tensor], what: str) -> None:
+    """``load_state_dict(strict=True)`` with shape mismatches reported as one readable UsageError."""
+    own = module.state_dict()
+    missing = sorted(own.keys() - state.keys())
+    unexpected = sorted(state.keys() - own.keys())
+    mismatched = sorted(
+        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+        for k in own.keys() & state.keys()
+        if tuple(own[k].shape) != tuple(state[k].shape)
+    )
+    if missing or unexpected or mismatched:
+
+        def show(keys: list[str]) -> str:
+            return ", ".join(keys[:8]) + (f", ... ({len(keys)} in all)" if len(keys) > 8 else "")
+
+        problems = []
+        if missing:
+            problems.append(f"missing keys: {show(missing)}")
+        if unexpected:
+            problems.append(f"unexpected keys: {show(unexpected)}")
+        if mismatched:
+            problems.append(f"shape mismatches (file vs model): {show(mismatched)}")
+        raise UsageError(f"{what} does not match the model it should load into; " + "; ".join(problems))
+    module.load_state_dict(state, strict=True)
+
+
+def load_backbone(path: str | Path, map_location: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild the backbone class named in a ``backbone.safetensors`` file and load it strictly.
+
+    Returns the backbone in eval mode; ``model(images (N, 3, H, W)) -> (N, num_features)``.
+    """
+    from safetensors.torch import load_file
+
+    from sie.nn.backbones import build_backbone
+
+    path = Path(path)
+    meta = read_backbone_metadata(path)
+    if "arch" not in meta:
+        raise UsageError(f"{path}: no 'arch' in the safetensors metadata; was it written by sie?")
+    backbone = build_backbone(meta["arch"], small_stem=json.loads(meta.get("small_stem", "false")))
+    state = load_file(str(path), device=str(map_location))
+    _strict_load(backbone, state, str(path))
+    result: nn.Module = backbone.eval()
+    return result
+
+
+def load_method(run_dir: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, Config]:
+    """Rebuild a run's method from ``RUN/config.yaml`` and load ``RUN/checkpoint.pt`` strictly.
+
+    The transformation dimension comes from ``RUN/run.json`` (written by ``sie train``). Returns
+    ``(method in eval mode, config)``. Missing, unexpected or mismatched keys are a UsageError that
+    lists them (nothing is silently left at its random initialisation).
+    """
+    from sie.config import CONFIG_FILENAME, load_config_file
+    from sie.methods import build_method
+
+    run_dir = Path(run_dir)
+    config_path = run_dir / CONFIG_FILENAME
+    if not config_path.is_file():
+        raise UsageError(f"{run_dir} is not a run directory: no {CONFIG_FILENAME}")
+    cfg = load_config_file(config_path)
+    info_path = run_dir / RUN_INFO_FILENAME
+    if not info_path.is_file():
+        raise UsageError(f"{run_dir} is not a run directory: no {RUN_INFO_FILENAME}")
+    info = json.loads(info_path.read_text())
+    if "transform_dim" not in info:
+        raise UsageError(f"{info_path}: no 'transform_dim' entry")
+    state = load_checkpoint(run_dir / CHECKPOINT_FILENAME, map_location=map_location)
+    if "model" not in state:
+        raise UsageError(f"{run_dir / CHECKPOINT_FILENAME}: no 'model' entry")
+    method = build_method(cfg, int(info["transform_dim"]))
+    _strict_load(method, state["model"], str(run_dir / CHECKPOINT_FILENAME))
+    rebuilt: nn.Module = method.to(map_location).eval()
+    return rebuilt, cfg

@@ -1,0 +1,147 @@
+"""Checkpoint files: atomic writes, weights_only loading, hashes, clean backbone export."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
+from torch import nn
+
+import sie.checkpoint as ckpt
+from sie.config import Config, ModelConfig
+from sie.errors import UsageError, WorkFailed
+from sie.train.state import capture_rng_state
+
+
+class _TinyBackbone(nn.Module):
+    num_features = 4
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.bn = nn.BatchNorm2d(4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.conv(x)).mean(dim=(2, 3))
+
+
+class _TinyMethod(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.backbone = _TinyBackbone()
+        self.head = nn.Linear(4, 2)
+
+
+class _Wrapper(nn.Module):
+    """What DDP looks like from the outside: ``.module`` holds the method."""
+
+    def __init__(self, method: nn.Module) -> None:
+        super().__init__()
+        self.module = method
+
+
+def _realistic_state() -> dict[str, object]:
+    model = _TinyMethod()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model.head(model.backbone(torch.randn(2, 3, 5, 5))).sum().backward()
+    opt.step()
+    return {
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "scaler": torch.amp.GradScaler("cpu", enabled=False).state_dict(),
+        "step": 7,
+        "epoch": 1,
+        "batches_in_epoch": 3,
+        "config": {"model": {"method": "sie"}, "eval": {"probe_seeds": [0, 1]}},
+        "rng": capture_rng_state(torch.device("cpu")),
+    }
+
+
+def test_round_trip_loads_with_weights_only(tmp_path: Path) -> None:
+    state = _realistic_state()
+    path = ckpt.save_checkpoint(tmp_path / "checkpoint.pt", state)
+    # The plain torch call a user would make must work: nothing but tensors and primitive types.
+    raw = torch.load(path, weights_only=True)
+    loaded = ckpt.load_checkpoint(path)
+    for got in (raw, loaded):
+        assert got["step"] == 7 and got["batches_in_epoch"] == 3
+        assert got["config"] == state["config"]
+        for key, value in state["model"].items():  # type: ignore[attr-defined]
+            assert torch.equal(got["model"][key], value)
+        assert torch.equal(got["rng"]["torch"], state["rng"]["torch"])  # type: ignore[index]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]  # no temporary file left
+
+
+def test_full_disk_leaves_previous_checkpoint_intact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "checkpoint.pt"
+    ckpt.save_checkpoint(path, {"step": 1, "w": torch.ones(3)})
+    before = path.read_bytes()
+
+    def full_disk(obj: object, handle: object) -> None:
+        handle.write(b"partial bytes")  # type: ignore[attr-defined]
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ckpt.torch, "save", full_disk)
+    with pytest.raises(WorkFailed, match=r"No space left on device.*previous checkpoint"):
+        ckpt.save_checkpoint(path, {"step": 2, "w": torch.zeros(3)})
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]
+    monkeypatch.undo()
+    assert ckpt.load_checkpoint(path)["step"] == 1
+
+
+def test_load_refuses_missing_and_corrupt_files(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="no checkpoint at"):
+        ckpt.load_checkpoint(tmp_path / "nope.pt")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a zip archive at all")
+    with pytest.raises(UsageError, match="not a readable sie checkpoint"):
+        ckpt.load_checkpoint(bad)
+
+
+def test_checkpoint_hash_is_the_file_sha256_prefix(tmp_path: Path) -> None:
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"abc" * 1000)
+    assert ckpt.checkpoint_hash(path) == hashlib.sha256(b"abc" * 1000).hexdigest()[:16]
+    path.write_bytes(b"abd" * 1000)
+    assert ckpt.checkpoint_hash(path) == hashlib.sha256(b"abd" * 1000).hexdigest()[:16]
+
+
+def test_clean_keys_strip_wrapper_segments_not_characters() -> None:
+    t = torch.zeros(1)
+    state = {
+        "module.backbone._orig_mod.conv1.weight": t,
+        "backbone.bn1.bias": t,
+        "backbone.backbone_extra.weight": t,  # 'backbone' inside a name must survive
+    }
+    cleaned = ckpt.clean_state_dict_keys(state, strip_prefix="backbone.")
+    assert sorted(cleaned) == ["backbone_extra.weight", "bn1.bias", "conv1.weight"]
+    with pytest.raises(ValueError, match="collide"):
+        ckpt.clean_state_dict_keys({"module.a": t, "a": t})
+
+
+def test_export_backbone_clean_keys_metadata_and_strict_reload(tmp_path: Path) -> None:
+    method = _TinyMethod()
+    cfg = Config(model=ModelConfig(method="vicreg", small_stem=True))
+    path = ckpt.export_backbone(
+        _Wrapper(method), tmp_path / "backbone.safetensors", cfg, metadata={"step": 12}
+    )
+    tensors = load_file(str(path))
+    assert sorted(tensors) == sorted(method.backbone.state_dict())
+    assert not any(k.startswith(("module.", "backbone.", "_orig_mod.")) for k in tensors)
+    fresh = _TinyBackbone()
+    fresh.load_state_dict(tensors, strict=True)
+    for key, value in method.backbone.state_dict().items():
+        assert torch.equal(fresh.state_dict()[key], value)
+    with safe_open(str(path), framework="pt") as handle:
+        meta = handle.metadata()
+    assert meta["arch"] == "resnet18" and meta["method"] == "vicreg" and meta["step"] == "12"
+    assert json.loads(meta["small_stem"]) is True and meta["num_features"] == "4"
+    assert "sim_coeff" in meta["config"]
+    assert ckpt.read_backbone_metadata(path) == meta
