@@ -1,0 +1,295 @@
+"""The protocol's parts on extracted features: classification, regression probes and retrieval -> records.
+
+Each function trains/evaluates one part and returns :class:`Record` s (one per metric, representation
+part, split and probe seed) together with the chance level of the metric on the same data:
+
+* classification top-1/top-5: the majority-class classifier (the k most frequent training classes);
+* regression R²: the constant predictor equal to the training-target mean (rotation ≈ 0.229 on
+  3DIEBench because of the pooled mean, research/sie.md §7.1; colour ≈ 0);
+* MRR / H@k: a uniformly random ranking of the V views (``H_V / V``, ``k / V``);
+* PRE: a retrieved rotation independent of the query's (≈ 0.627 on 3DIEBench), estimated on the
+  gallery's own rotations.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor
+
+from sie.config import EvalConfig
+from sie.data.targets import relative_transforms
+from sie.eval import metrics, probes, retrieval
+from sie.eval.features import SplitFeatures
+from sie.eval.tasks import RegressionTask
+from sie.seeding import derive_seed
+
+if TYPE_CHECKING:
+    from sie.data.source import ViewSource
+    from sie.methods.base import Method
+
+__all__ = [
+    "EvalInputs",
+    "Record",
+    "run_classification",
+    "run_regression",
+    "run_retrieval",
+]
+
+_EVAL_PAIR_SEED = 0  # evaluation pairs are the same for every probe seed, so seeds vary training only
+
+
+@dataclass
+class Record:
+    """One number of the protocol (a row of results.json)."""
+
+    metric: str  # top1, top5, r2, MRR, H@k, PRE
+    task: str  # classification, rotation, colour, translation, absolute_rotation, retrieval
+    part: str  # inv, equi, full (representation parts) or embedding (retrieval)
+    split: str  # val, an OOD split name, or a retrieval mode such as val-all
+    seed: int | None  # probe seed; None for retrieval (no training)
+    value: float
+    chance: float | None
+    chance_note: str
+    higher_is_better: bool
+    wall_time_s: float
+    probe: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class EvalInputs:
+    """Everything the protocol parts share for one checkpoint."""
+
+    method: Method
+    features: dict[str, SplitFeatures]  # train, val and the optional OOD split
+    sources: dict[str, ViewSource]
+    parts: dict[str, slice]
+    cfg: EvalConfig
+    device: torch.device
+    resolution: int
+    transform_kind: str
+    canonical: bool
+    num_classes: int
+    figure_arrays: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def schedule(self) -> probes.ProbeSchedule:
+        return probes.ProbeSchedule.from_config(self.cfg)
+
+    def probe_features(self, part: slice) -> tuple[probes.ViewFeatures, Callable[[str], probes.ViewFeatures]]:
+        """Training features of ``part`` and a function giving a split's features after training.
+
+        Cached eval-mode features by default; with ``reference_bn`` a fresh train-mode backbone copy
+        (``sie.eval.reference_bn``) whose drifted statistics also produce the evaluation features.
+        """
+        if not self.cfg.reference_bn:
+            train = probes.CachedViewFeatures(self.features["train"].representations, part)
+            return train, lambda split: probes.CachedViewFeatures(self.features[split].representations, part)
+        from sie.eval.reference_bn import TrainModeBackboneFeatures
+
+        supplier = TrainModeBackboneFeatures(
+            self.method.backbone, self.sources["train"], part, resolution=self.resolution, device=self.device
+        )
+        return supplier, lambda split: supplier.evaluation_features(
+            self.sources[split], batch_size=self.cfg.feature_batch_size
+        )
+
+    def probe_settings(self, head: str) -> dict[str, Any]:
+        s = self.schedule
+        return {
+            "head": head,
+            "epochs": s.epochs,
+            "batch_size": s.batch_size,
+            "lr": s.lr,
+            "weight_decay": s.weight_decay,
+            "hidden": list(s.hidden) if head == "mlp" else [],
+            "optimizer": "adam",
+            "reference_bn": self.cfg.reference_bn,
+        }
+
+
+def _all_views(n: int, v: int) -> tuple[Tensor, Tensor]:
+    return torch.arange(n).repeat_interleave(v), torch.arange(v).repeat(n)
+
+
+# ---- classification ---------------------------------------------------------------------------------
+
+
+def run_classification(inputs: EvalInputs, part_name: str, seed: int) -> list[Record]:
+    """Linear probe on single views of ``part_name``; top-1 and top-5 on every view of the val split."""
+    start = time.perf_counter()
+    train_f, val_f = inputs.features["train"], inputs.features["val"]
+    train, evaluated = inputs.probe_features(inputs.parts[part_name])
+    head = probes.fit_classifier(
+        train, train_f.labels, inputs.num_classes, inputs.schedule, seed=seed, device=inputs.device
+    )
+    objects, views = _all_views(val_f.num_objects, val_f.views_per_object)
+    logits = probes.predict_views(head, evaluated("val"), objects, views)
+    labels = val_f.labels[objects]
+    seconds = time.perf_counter() - start
+    return [
+        Record(
+            f"top{k}",
+            "classification",
+            part_name,
+            "val",
+            seed,
+            metrics.top_k_accuracy(logits, labels, k),
+            metrics.majority_class_accuracy(train_f.labels, val_f.labels, k),
+            f"majority class{'es' if k > 1 else ''} of the training split",
+            True,
+            seconds,
+            inputs.probe_settings("linear"),
+        )
+        for k in (1, 5)
+    ]
+
+
+# ---- regression probes ------------------------------------------------------------------------------
+
+
+def _targets(task: RegressionTask, feats: SplitFeatures) -> tuple[tuple[Tensor, ...], Tensor]:
+    """Fixed evaluation samples of a split ((objects, view_a[, view_b])) and their targets."""
+    lat = feats.latents
+    if task.kind == "pair":
+        objects, a, b = probes.evaluation_pairs(feats.num_objects, feats.views_per_object, _EVAL_PAIR_SEED)
+        return (objects, a, b), task.target(torch.stack((lat[objects, a], lat[objects, b]), dim=1))
+    objects, views = _all_views(feats.num_objects, feats.views_per_object)
+    return (objects, views), task.target(lat[objects, views])
+
+
+def run_regression(
+    inputs: EvalInputs, task: RegressionTask, part_name: str, seed: int, *, extra_splits: tuple[str, ...] = ()
+) -> tuple[list[Record], dict[str, tuple[Tensor, Tensor]]]:
+    """Train the task's MLP probe on ``part_name``; pooled R² on val and on ``extra_splits`` (OOD).
+
+    Returns the records and, per evaluated split, ``(predictions, targets)`` (for the orbit-error figure).
+    """
+    start = time.perf_counter()
+    train_f = inputs.features["train"]
+    train, evaluated = inputs.probe_features(inputs.parts[part_name])
+    fit = probes.fit_pair_regressor if task.kind == "pair" else probes.fit_view_regressor
+    head = fit(
+        train,
+        train_f.latents,
+        task.target,
+        task.out_dim,
+        inputs.schedule,
+        seed=seed,
+        device=inputs.device,
+        task=task.name,
+    )
+    train_seconds = time.perf_counter() - start
+    _, fit_targets = _targets(task, train_f)
+    records, outputs = [], {}
+    for split in ("val", *extra_splits):
+        t0 = time.perf_counter()
+        samples, targets = _targets(task, inputs.features[split])
+        feats = evaluated(split)
+        if task.kind == "pair":
+            pred = probes.predict_pairs(head, feats, *samples)
+        else:
+            pred = probes.predict_views(head, feats, *samples)
+        outputs[split] = (pred, targets)
+        records.append(
+            Record(
+                "r2",
+                task.name,
+                part_name,
+                split,
+                seed,
+                metrics.pooled_r2(pred, targets),
+                metrics.constant_predictor_r2(fit_targets, targets),
+                "constant predictor = mean training target (pooled-mean R²)",
+                True,
+                train_seconds + time.perf_counter() - t0,
+                inputs.probe_settings("mlp"),
+            )
+        )
+    return records, outputs
+
+
+# ---- retrieval --------------------------------------------------------------------------------------
+
+
+def _transform_fn(inputs: EvalInputs) -> Callable[[Tensor], Tensor]:
+    kind, canonical = inputs.transform_kind, inputs.canonical
+    return lambda pairs: relative_transforms(pairs, kind, canonical)
+
+
+def _independent_pre(
+    query_latents: Tensor, gallery_latents: Tensor, seed: int, samples: int = 200_000
+) -> float:
+    """PRE of a retrieval independent of the query: random (query view, gallery view) pairs of the data."""
+    from sie.geometry import euler_xyz_to_quaternion
+
+    gen = torch.Generator().manual_seed(derive_seed(seed, "independent-pre"))
+    q = query_latents.reshape(-1, query_latents.shape[-1])[:, 0:3]
+    g = gallery_latents.reshape(-1, gallery_latents.shape[-1])[:, 0:3]
+    qi = torch.randint(0, q.shape[0], (samples,), generator=gen)
+    gi = torch.randint(0, g.shape[0], (samples,), generator=gen)
+    errors = metrics.rotation_retrieval_errors(euler_xyz_to_quaternion(q[qi]), euler_xyz_to_quaternion(g[gi]))
+    return float(errors.mean())
+
+
+def run_retrieval(
+    inputs: EvalInputs,
+) -> tuple[list[Record], dict[str, retrieval.RetrievalScores], dict[str, Tensor]]:
+    """MRR/H@k for (train, train), (val, val) and PRE for those and (val, all), through the predictor.
+
+    Returns the records, the per-query scores by mode and the normalised queries by split (for figures).
+    """
+    method = inputs.method
+    transform = _transform_fn(inputs)
+    queries: dict[str, Tensor] = {}
+    records: list[Record] = []
+    scores: dict[str, retrieval.RetrievalScores] = {}
+    for split in ("train", "val"):
+        f = inputs.features[split]
+        assert f.embeddings is not None
+        queries[split] = retrieval.predictor_queries(
+            method.predict, f.embeddings, f.latents, transform, device=inputs.device
+        )
+    for split in ("train", "val"):
+        t0 = time.perf_counter()
+        f = inputs.features[split]
+        assert f.embeddings is not None
+        mode = f"{split}-{split}"
+        ranks = retrieval.own_gallery_ranks(queries[split], f.embeddings, device=inputs.device)
+        scores[f"ranks:{mode}"] = ranks
+        seconds = time.perf_counter() - t0
+        v = f.views_per_object
+        for metric, value in ranks.summary().items():
+            k = int(metric[2:]) if metric.startswith("H@") else None
+            chance = metrics.uniform_ranking_mrr(v) if k is None else metrics.uniform_ranking_hits_at_k(v, k)
+            records.append(
+                Record(metric, "retrieval", "embedding", mode, None, value, chance,
+                       f"uniformly random ranking of the object's {v} views", True, seconds)
+            )  # fmt: skip
+    train_f, val_f = inputs.features["train"], inputs.features["val"]
+    assert train_f.embeddings is not None and val_f.embeddings is not None
+    modes = {
+        "train-train": ("train", [(train_f.embeddings, train_f.latents)]),
+        "val-val": ("val", [(val_f.embeddings, val_f.latents)]),
+        "val-all": ("val", [(val_f.embeddings, val_f.latents), (train_f.embeddings, train_f.latents)]),
+    }
+    for mode, (split, galleries) in modes.items():
+        t0 = time.perf_counter()
+        q_lat = inputs.features[split].latents
+        result = retrieval.rotation_retrieval(queries[split], q_lat, galleries, device=inputs.device)
+        scores[f"pre:{mode}"] = result
+        chance = _independent_pre(
+            q_lat, torch.cat([lat.reshape(-1, lat.shape[-1]) for _, lat in galleries]), 0
+        )
+        records.append(
+            Record("PRE", "retrieval", "embedding", mode, None, result.summary()["PRE"], chance,
+                   "retrieved rotation independent of the query's", False, time.perf_counter() - t0)
+        )  # fmt: skip
+    return records, scores, queries

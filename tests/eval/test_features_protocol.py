@@ -1,0 +1,169 @@
+"""Feature caching and the protocol parts on the tiny dataset, with a small stand-in method.
+
+The stand-in has the Method interface the protocol uses (backbone with ``num_features``,
+``representation_parts``, ``has_predictor``, ``embed_equivariant``, ``predict``), so these tests do not
+depend on any registered method; the end-to-end test (test_eval_cli.py) uses a real trained run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from sie.config import EvalConfig
+from sie.data import normalize, open_split
+from sie.errors import UsageError
+from sie.eval import features, protocol
+from sie.eval.tasks import REGRESSION_TASKS
+
+CPU = torch.device("cpu")
+
+
+class TinyBackbone(nn.Module):
+    num_features = 16
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 16, 3, stride=2)
+        self.bn = nn.BatchNorm2d(16)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.relu(self.bn(self.conv(x))).mean(dim=(2, 3))
+
+
+class StandIn(nn.Module):
+    """Split 16-d representation (inv 0:8, equi 8:16), a linear projector and an additive predictor."""
+
+    has_predictor = True
+    representation_parts: ClassVar[dict[str, slice]] = {
+        "full": slice(0, 16),
+        "inv": slice(0, 8),
+        "equi": slice(8, 16),
+    }
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.backbone = TinyBackbone()
+        self.projector = nn.Linear(8, 6)
+        self.hyper = nn.Linear(4, 6)
+
+    def embed_equivariant(self, h: Tensor) -> Tensor:
+        return self.projector(h[:, 8:16])
+
+    def predict(self, z: Tensor, params: Tensor) -> Tensor:
+        return z + self.hyper(params)
+
+
+def key_for(source: object, checkpoint: str = "aaaa") -> features.FeatureKey:
+    return features.FeatureKey(checkpoint, source.manifest_hash, source.split, 32, source.num_objects,
+                               source.views_per_object)  # fmt: skip
+
+
+def test_features_are_extracted_once_and_reused(tiny_dataset: Path, tmp_path: Path) -> None:
+    method, source = StandIn().eval(), open_split(tiny_dataset, "val")
+    key = key_for(source)
+    first = features.load_or_extract_features(
+        method, source, key, tmp_path, batch_size=4, device=CPU, with_embeddings=True
+    )
+    assert first.representations.shape == (source.num_objects, source.views_per_object, 16)
+    assert first.embeddings is not None and first.embeddings.shape[-1] == 6
+    assert first.path is not None and first.path.name == key.filename()
+    # Eval mode: a view's features do not depend on its batch; a batch of one gives the same numbers.
+    single = method.backbone(normalize(source.read_views(1, [2])))
+    torch.testing.assert_close(first.representations[1, 2], single[0], rtol=1e-5, atol=1e-5)
+    mtime = first.path.stat().st_mtime_ns
+    again = features.load_or_extract_features(
+        method, source, key, tmp_path, batch_size=4, device=CPU, with_embeddings=True
+    )
+    assert again.seconds == 0.0 and first.path.stat().st_mtime_ns == mtime
+    torch.testing.assert_close(again.representations, first.representations)
+    assert features.read_feature_key(first.path)["checkpoint_hash"] == "aaaa"
+
+
+def test_mismatching_cache_is_recomputed_or_refused_never_mixed(tiny_dataset: Path, tmp_path: Path) -> None:
+    method, source = StandIn().eval(), open_split(tiny_dataset, "val")
+    old = features.load_or_extract_features(
+        method, source, key_for(source, "aaaa"), tmp_path, batch_size=8, device=CPU, with_embeddings=False
+    )
+    new_key = key_for(source, "bbbb")
+    assert old.path is not None
+    old.path.rename(tmp_path / new_key.filename())  # a file whose name claims the new checkpoint
+    with pytest.raises(UsageError, match="checkpoint_hash: file has 'aaaa', expected 'bbbb'"):
+        features.load_or_extract_features(
+            method, source, new_key, tmp_path, batch_size=8, device=CPU, with_embeddings=False, refuse=True
+        )
+    fresh = features.load_or_extract_features(
+        method, source, new_key, tmp_path, batch_size=8, device=CPU, with_embeddings=False
+    )
+    assert fresh.seconds > 0 and features.read_feature_key(fresh.path)["checkpoint_hash"] == "bbbb"
+    # Features of an overwritten checkpoint (same split and dataset) are removed when new ones are written.
+    stale = features.load_or_extract_features(
+        method, source, key_for(source, "cccc"), tmp_path, batch_size=8, device=CPU, with_embeddings=False
+    )
+    assert [p.name for p in tmp_path.glob("*.safetensors")] == [stale.path.name]
+
+
+def inputs_for(tiny_dataset: Path, tmp_path: Path, **cfg_changes: object) -> protocol.EvalInputs:
+    method = StandIn().eval()
+    sources = {s: open_split(tiny_dataset, s) for s in ("train", "val")}
+    feats = {
+        s: features.load_or_extract_features(method, src, key_for(src), tmp_path, batch_size=16, device=CPU,
+                                             with_embeddings=True)
+        for s, src in sources.items()
+    }  # fmt: skip
+    cfg = dataclasses.replace(EvalConfig(), probe_epochs=3, probe_hidden="32-32", **cfg_changes)
+    return protocol.EvalInputs(method, feats, sources, dict(StandIn.representation_parts), cfg, CPU, 32, "quat",
+                               False, len(sources["train"].class_names))  # fmt: skip
+
+
+def test_protocol_parts_produce_records_with_chance_levels(tiny_dataset: Path, tmp_path: Path) -> None:
+    inputs = inputs_for(tiny_dataset, tmp_path)
+    cls = protocol.run_classification(inputs, "inv", seed=0)
+    assert [(r.metric, r.part, r.split) for r in cls] == [("top1", "inv", "val"), ("top5", "inv", "val")]
+    assert 0 <= cls[0].value <= 1 and cls[1].value == pytest.approx(1.0)  # 3 classes: top-5 is certain
+    assert cls[0].chance == pytest.approx(1 / 3)  # balanced tiny dataset: majority class = a third
+    recs, outputs = protocol.run_regression(inputs, REGRESSION_TASKS["rotation"], "equi", seed=1)
+    (rot,) = recs
+    assert (rot.metric, rot.task, rot.split, rot.seed) == ("r2", "rotation", "val", 1)
+    assert rot.probe is not None and rot.probe["hidden"] == [32, 32]
+    pred, target = outputs["val"]
+    assert pred.shape == target.shape == (3 * 5, 4)
+    again, _ = protocol.run_regression(inputs, REGRESSION_TASKS["rotation"], "equi", seed=1)
+    assert again[0].value == rot.value  # a probe is a function of its seed
+    retrieval_records, scores, _ = protocol.run_retrieval(inputs)
+    keys = {(r.metric, r.split) for r in retrieval_records}
+    assert {("MRR", "val-val"), ("H@5", "train-train"), ("PRE", "val-all"), ("PRE", "train-train")} <= keys
+    mrr = next(r for r in retrieval_records if (r.metric, r.split) == ("MRR", "val-val"))
+    assert mrr.chance == pytest.approx(sum(1 / k for k in range(1, 6)) / 5)
+    h5 = next(r for r in retrieval_records if r.metric == "H@5")
+    assert h5.value == pytest.approx(1.0)  # 5 views per object: every true view ranks within 5
+    assert scores["pre:val-all"].nearest.shape == (3 * 5,)
+
+
+def test_reference_bn_mode_reruns_the_backbone_in_train_mode(tiny_dataset: Path, tmp_path: Path) -> None:
+    cached = inputs_for(tiny_dataset, tmp_path)
+    reference = inputs_for(tiny_dataset, tmp_path, reference_bn=True)
+    a = protocol.run_classification(cached, "full", seed=0)
+    b = protocol.run_classification(reference, "full", seed=0)
+    assert b[0].probe is not None and b[0].probe["reference_bn"] is True
+    # Batch statistics give the probe other features, so the trained heads differ in general; the
+    # checkpoint's own backbone is left untouched (each probe works on a copy).
+    before = {k: v.clone() for k, v in reference.method.backbone.state_dict().items()}
+    protocol.run_regression(reference, REGRESSION_TASKS["colour"], "inv", seed=0)
+    after = reference.method.backbone.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert a[0].chance == b[0].chance
+    # The features themselves: batch statistics (train mode) differ from the cached eval-mode ones,
+    # and the copy's running statistics drift while the checkpoint's stay put.
+    supplier, _ = reference.probe_features(slice(0, 16))
+    objects, views = torch.arange(4), torch.tensor([0, 1, 2, 3])
+    train_mode = supplier.gather(objects, views)
+    cached = reference.features["train"].representations[objects, views]
+    assert not torch.allclose(train_mode, cached, atol=1e-4)
+    assert not torch.equal(supplier.backbone.bn.running_mean, reference.method.backbone.bn.running_mean)
