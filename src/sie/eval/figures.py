@@ -30,6 +30,10 @@ FloatArray = npt.NDArray[np.floating]
 ImageArray = npt.NDArray[np.uint8]  # (..., H, W, 3)
 
 _DPI = 110
+# metrics.jsonl bookkeeping keys that are not learning curves
+_NOT_CURVES = frozenset(
+    {"step", "epoch", "steps", "time_s", "lr", "pairs_per_s", "data_wait_frac", "step_time_s", "peak_mem_mb"}
+)
 
 
 def _figure(width: float, height: float) -> Figure:
@@ -59,7 +63,7 @@ def training_curves(runs: Mapping[str, Sequence[Mapping[str, object]]], max_pane
     for records in runs.values():
         for rec in records:
             for key, value in rec.items():
-                if key in keys or key in ("step", "epoch", "time", "wall_time_s", "elapsed_s"):
+                if key in keys or key in _NOT_CURVES:
                     continue
                 if isinstance(value, (int, float)) and not isinstance(value, bool):
                     keys.append(key)
