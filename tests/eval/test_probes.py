@@ -35,8 +35,10 @@ def synthetic_split(num_objects: int, views: int, seed: int, classes: int = 4) -
     return lat, labels, feats
 
 
-def schedule(epochs: int, hidden: tuple[int, ...] = (64, 64)) -> probes.ProbeSchedule:
-    return probes.ProbeSchedule(epochs=epochs, batch_size=32, lr=3e-3, weight_decay=0.0, hidden=hidden)
+def schedule(epochs: int, hidden: tuple[int, ...] = (64, 64), batch_size: int = 32) -> probes.ProbeSchedule:
+    return probes.ProbeSchedule(
+        epochs=epochs, batch_size=batch_size, lr=3e-3, weight_decay=0.0, hidden=hidden
+    )
 
 
 def test_targets_match_scipy_and_plain_differences() -> None:
@@ -95,16 +97,23 @@ def test_linear_classifier_learns_and_is_a_function_of_its_seed() -> None:
 
 
 def test_pair_regressors_learn_rotation_and_colour_on_held_out_objects() -> None:
-    lat, _, feats = synthetic_split(512, 6, seed=2)
+    lat, _, feats = synthetic_split(384, 6, seed=2)
     val_lat, _, val_feats = synthetic_split(64, 6, seed=3)
     train, val = probes.CachedViewFeatures(feats), probes.CachedViewFeatures(val_feats)
     objects, a, b = probes.evaluation_pairs(64, 6, seed=0)
     val_pairs = torch.stack((val_lat[objects, a], val_lat[objects, b]), dim=1)
     scores = {}
-    for name, epochs in (("rotation", 40), ("colour", 15)):
+    for name, epochs in (("rotation", 40), ("colour", 10)):
         task = tasks.REGRESSION_TASKS[name]
         head = probes.fit_pair_regressor(
-            train, lat, task.target, task.out_dim, schedule(epochs), seed=0, device=CPU, task=name
+            train,
+            lat,
+            task.target,
+            task.out_dim,
+            schedule(epochs, batch_size=64),
+            seed=0,
+            device=CPU,
+            task=name,
         )
         pred = probes.predict_pairs(head, val, objects, a, b)
         scores[name] = metrics.pooled_r2(pred, task.target(val_pairs))
