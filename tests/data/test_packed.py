@@ -48,11 +48,13 @@ def test_round_trip_equals_raw_decode_and_resize(tiny_dataset: Path, packed: Pat
     raw_loader = make_train_loader(
         open_split(tiny_dataset, "train"), batch_size_per_rank=3, resolution=16, seed=9
     )
-    store_loader = make_train_loader(
-        open_split(packed, "train"), batch_size_per_rank=3, seed=9, num_workers=2
-    )
-    for a, b in zip(raw_loader, store_loader, strict=True):
+    store = open_split(packed, "train")
+    threads = make_train_loader(store, batch_size_per_rank=3, seed=9, num_workers=2)  # auto: threads
+    processes = make_train_loader(store, batch_size_per_rank=3, seed=9, num_workers=2, workers="processes")
+    assert threads.workers == "threads" and raw_loader.workers == "processes"
+    for a, b, c in zip(raw_loader, threads, processes, strict=True):
         assert torch.equal(a.views, b.views) and torch.equal(a.transforms, b.transforms)
+        assert torch.equal(a.views, c.views) and torch.equal(a.object_index, c.object_index)
 
 
 def test_store_reads_without_pil_or_file_opens(packed: Path, monkeypatch: pytest.MonkeyPatch) -> None:

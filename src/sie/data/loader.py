@@ -13,13 +13,15 @@ Like the reference, the angles are rounded to float32 before the relative rotati
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from sie.data.batch import Batch
 from sie.data.sampling import ObjectShardSampler, sample_views
@@ -38,6 +40,11 @@ def _worker_init(_: int) -> None:
 
 def _as_is(batch: Any) -> Any:
     return batch
+
+
+def _empty(shape: Sequence[int], dtype: torch.dtype, *, shared: bool) -> Tensor:
+    out = torch.empty(tuple(shape), dtype=dtype)
+    return out.share_memory_() if shared else out
 
 
 class ViewSampleDataset(Dataset[Batch]):
@@ -80,13 +87,19 @@ class ViewSampleDataset(Dataset[Batch]):
         src, k = self.source, self.views_per_sample
         objs = np.asarray(objects, dtype=np.int64)
         views = sample_views(self.seed, epoch, objs, src.views_per_object, k)
-        images = torch.stack([src.read_views(int(o), v.tolist()) for o, v in zip(objs, views, strict=True)])
-        b, _, c, h, w = images.shape
-        images = resize_uint8(images.view(b * k, c, h, w), self.resolution).view(b, k, c, self.resolution, -1)
+        # In a worker process, outputs are allocated in shared memory straight away, so handing the
+        # batch to the main process does not copy it again.
+        shared = get_worker_info() is not None
+        r = self.resolution
+        images = _empty((len(objs), k, 3, r, r), torch.uint8, shared=shared and not self.normalize)
+        for i, (o, v) in enumerate(zip(objs, views, strict=True)):
+            images[i] = resize_uint8(src.read_views(int(o), v.tolist()), r)
+        if self.normalize:
+            images = normalize_images(images, out=_empty(images.shape, torch.float32, shared=shared))
         latents = np.stack([src.read_latents(int(o), v.tolist()) for o, v in zip(objs, views, strict=True)])
         latents32 = latents.astype(np.float32)  # the reference's float32 angles
         return Batch(
-            views=normalize_images(images) if self.normalize else images,
+            views=images,
             transforms=relative_transforms(latents32, self.transform, self.canonical),
             labels=torch.from_numpy(src.labels[objs]),
             latents=torch.from_numpy(latents32),
@@ -122,8 +135,32 @@ class _EpochBatches:
             yield [(epoch, o) for o in objs[step * self.batch_size : (step + 1) * self.batch_size]]
 
 
+def _threaded(
+    dataset: ViewSampleDataset, batches: Iterable[list[tuple[int, int]]], threads: int, pin_memory: bool
+) -> Iterator[Batch]:
+    """Build batches in ``threads`` threads, yielded in order, at most ``2 * threads`` in flight."""
+
+    def build(keys: list[tuple[int, int]]) -> Batch:
+        batch = dataset.__getitems__(keys)
+        return batch.pin_memory() if pin_memory else batch
+
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="sie-loader") as pool:
+        pending: deque[Future[Batch]] = deque()
+        for keys in batches:
+            pending.append(pool.submit(build, keys))
+            if len(pending) >= 2 * threads:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
 class TrainLoader:
-    """Iterable over one epoch of :class:`Batch` es of this rank; call :meth:`set_epoch` before each epoch."""
+    """Iterable over one epoch of :class:`Batch` es of this rank; call :meth:`set_epoch` before each epoch.
+
+    ``workers="processes"`` uses a ``torch.utils.data.DataLoader`` with ``num_workers`` processes (for
+    JPEG decoding); ``"threads"`` builds batches in ``num_workers`` threads of this process, which
+    avoids copying every batch between processes (the bottleneck once reads are memory-mapped).
+    """
 
     def __init__(
         self,
@@ -134,20 +171,23 @@ class TrainLoader:
         drop_last: bool,
         num_workers: int,
         pin_memory: bool,
+        workers: Literal["processes", "threads"] = "processes",
     ) -> None:
         self.dataset = dataset
         self.sampler = sampler
         self.batches = _EpochBatches(sampler, batch_size, drop_last)
         self.batch_size = batch_size
         self.num_workers = num_workers
+        self.workers = workers
+        self.pin_memory = pin_memory
         self._loader: DataLoader[Batch] = DataLoader(
             dataset,  # type: ignore[arg-type]
             batch_sampler=self.batches,  # type: ignore[arg-type]
             collate_fn=_as_is,
-            num_workers=num_workers,
+            num_workers=num_workers if workers == "processes" else 0,
             pin_memory=pin_memory,
-            persistent_workers=num_workers > 0,
-            worker_init_fn=_worker_init if num_workers > 0 else None,
+            persistent_workers=num_workers > 0 and workers == "processes",
+            worker_init_fn=_worker_init if num_workers > 0 and workers == "processes" else None,
         )
 
     @property
@@ -165,6 +205,8 @@ class TrainLoader:
         return len(self.batches)
 
     def __iter__(self) -> Iterator[Batch]:
+        if self.workers == "threads" and self.num_workers > 0:
+            return _threaded(self.dataset, self.batches, self.num_workers, self.pin_memory)
         return iter(self._loader)
 
 
@@ -185,6 +227,7 @@ def make_train_loader(
     shuffle: bool = True,
     uneven: Literal["pad", "drop"] = "pad",
     pin_memory: bool | None = None,
+    workers: Literal["auto", "processes", "threads"] = "auto",
 ) -> TrainLoader:
     """A loader of this rank's batches of ``views_per_sample`` views per object, one sample per object per epoch.
 
@@ -202,6 +245,8 @@ def make_train_loader(
         shuffle: a new object order every epoch (False: split order, e.g. for evaluation).
         uneven: ``pad`` (repeat objects so all ranks get ceil(N/W)) or ``drop`` (leave N mod W out).
         pin_memory: default: when CUDA is available.
+        workers: ``processes`` (DataLoader workers) or ``threads``; ``auto`` picks threads for sources
+            whose reads are cheap memory copies (packed stores) and processes for JPEG decoding.
     """
     if batch_size_per_rank < 1:
         raise UsageError(f"batch size per rank {batch_size_per_rank}: expected >= 1")
@@ -226,6 +271,7 @@ def make_train_loader(
         drop_last=drop_last,
         num_workers=num_workers,
         pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
+        workers=("threads" if source.memory_mapped else "processes") if workers == "auto" else workers,
     )
     if len(loader) == 0:
         raise UsageError(
@@ -252,10 +298,11 @@ class _ViewChunks(Dataset[tuple[Tensor, Tensor, Tensor]]):
         v = self.source.views_per_object
         flat = np.arange(chunk * self.batch_size, min((chunk + 1) * self.batch_size, self.total))
         objs, views = flat // v, flat % v
-        parts = []
-        for obj in np.unique(objs):
-            parts.append(self.source.read_views(int(obj), views[objs == obj].tolist()))
-        images = resize_uint8(torch.cat(parts), self.resolution)
+        parts = [
+            resize_uint8(self.source.read_views(int(obj), views[objs == obj].tolist()), self.resolution)
+            for obj in np.unique(objs)
+        ]
+        images = torch.cat(parts).contiguous()
         out = normalize_images(images) if self.normalize else images
         return out, torch.from_numpy(objs), torch.from_numpy(views)
 

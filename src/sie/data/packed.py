@@ -178,6 +178,8 @@ class PackedSource(ViewSource):
     reading views needs neither PIL nor a file open per sample.
     """
 
+    memory_mapped = True
+
     def __init__(self, root: Path, split: str, manifest: dict[str, Any]) -> None:
         info = manifest["splits"][split]
         d = root / split

@@ -45,6 +45,7 @@ class ViewSource(ABC):
     image_size: tuple[int, int]
     manifest_hash: str
     excluded: list[Problem]
+    memory_mapped: bool = False  # True when read_views is a memory copy (no decoding): loaders use threads
 
     @property
     def num_objects(self) -> int:

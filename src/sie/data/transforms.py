@@ -41,17 +41,25 @@ def normalize(
     mean: Sequence[float] = MEAN,
     std: Sequence[float] = STD,
     dtype: torch.dtype = torch.float32,
+    *,
+    out: Tensor | None = None,
 ) -> Tensor:
     """(..., 3, H, W) uint8 in [0, 255] or float in [0, 1] -> float ``(x - mean) / std``, per channel.
 
     Runs on whatever device ``images`` is on (e.g. after a uint8 batch reaches the GPU, which moves
-    4x fewer bytes than float32).
+    4x fewer bytes than float32). ``out`` (same shape, a float dtype) receives the result if given.
     """
     if images.shape[-3] != len(mean):
         raise ValueError(f"normalize expects (..., {len(mean)}, H, W) images; got {tuple(images.shape)}")
-    x = images.to(dtype)
-    if images.dtype == torch.uint8:
-        x = x / 255.0
-    m = torch.as_tensor(mean, dtype=dtype, device=images.device).view(-1, 1, 1)
-    s = torch.as_tensor(std, dtype=dtype, device=images.device).view(-1, 1, 1)
-    return (x - m) / s
+    dtype = out.dtype if out is not None else dtype
+    # x * (1 / (range * std)) - mean / std, in place on the converted copy (the fastest form on CPU).
+    pixel_range = 255.0 if images.dtype == torch.uint8 else 1.0
+    m = torch.as_tensor(mean, dtype=torch.float64).view(-1, 1, 1)
+    s = torch.as_tensor(std, dtype=torch.float64).view(-1, 1, 1)
+    scale = (1.0 / (pixel_range * s)).to(dtype=dtype, device=images.device)
+    shift = (m / s).to(dtype=dtype, device=images.device)
+    if out is None:
+        out = images.to(dtype, copy=True)
+    else:
+        out.copy_(images)
+    return out.mul_(scale).sub_(shift)
