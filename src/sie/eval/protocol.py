@@ -22,7 +22,8 @@ import torch
 from torch import Tensor
 
 from sie.config import EvalConfig
-from sie.data.targets import relative_transforms
+from sie.data.targets import relative_transforms, transform_dim
+from sie.errors import UsageError
 from sie.eval import metrics, probes, retrieval
 from sie.eval.features import SplitFeatures
 from sie.eval.tasks import RegressionTask
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 __all__ = [
     "EvalInputs",
     "Record",
+    "predictor_transform",
     "run_classification",
     "run_regression",
     "run_retrieval",
@@ -219,8 +221,21 @@ def run_regression(
 # ---- retrieval --------------------------------------------------------------------------------------
 
 
-def _transform_fn(inputs: EvalInputs) -> Callable[[Tensor], Tensor]:
-    kind, canonical = inputs.transform_kind, inputs.canonical
+def predictor_transform(
+    method: Method, kind: str, canonical: bool, latent_size: int
+) -> Callable[[Tensor], Tensor]:
+    """Latents (n, 2, L) -> the predictor's conditioning (n, 1, P) in the run's kind.
+
+    Refuses (UsageError) a dataset whose latents give another P than the predictor was built for,
+    e.g. a -T dataset (translations appended) for a model trained without translations.
+    """
+    expected = getattr(method, "transform_dim", None)
+    given = transform_dim(kind, latent_size)
+    if expected is not None and given != expected:
+        raise UsageError(
+            f"the run's predictor takes {expected} transformation parameters ({kind!r}), but this dataset's "
+            f"{latent_size}-value latents give {given}; evaluate it on a dataset like the one it was trained on"
+        )
     return lambda pairs: relative_transforms(pairs, kind, canonical)
 
 
@@ -247,7 +262,8 @@ def run_retrieval(
     Returns the records, the per-query scores by mode and the normalised queries by split (for figures).
     """
     method = inputs.method
-    transform = _transform_fn(inputs)
+    latent_size = int(inputs.features["train"].latents.shape[-1])
+    transform = predictor_transform(method, inputs.transform_kind, inputs.canonical, latent_size)
     queries: dict[str, Tensor] = {}
     records: list[Record] = []
     scores: dict[str, retrieval.RetrievalScores] = {}

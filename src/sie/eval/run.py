@@ -180,6 +180,10 @@ def evaluate(
     if want_retrieval and not method.has_predictor:
         notes.append(f"method {run_cfg.model.method!r} has no predictor: MRR, H@k and PRE are skipped")
         want_retrieval = False
+    if want_retrieval:  # refuse a dataset the predictor cannot be conditioned on before any work
+        protocol.predictor_transform(
+            method, run_cfg.data.transform, run_cfg.data.canonical_quaternion, sources["train"].latent_size
+        )
     features: dict[str, SplitFeatures] = {}
     for split, source in sources.items():
         key = FeatureKey(
