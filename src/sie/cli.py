@@ -200,6 +200,226 @@ def _register_pack(sub: _SubParsers) -> None:
     p.set_defaults(func=_cmd_pack)
 
 
+# ---- sie train -----------------------------------------------------------------------------------
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from sie.config import CONFIG_FILENAME
+    from sie.errors import UsageError
+    from sie.train import train
+
+    out = Path(args.out)
+    if args.resume:
+        saved = out / CONFIG_FILENAME
+        if not saved.is_file():
+            raise UsageError(f"--resume: {out} has no {CONFIG_FILENAME}; is it a run directory of sie train?")
+        if args.config is None:
+            args.config = str(saved)  # the run's own config; flags and --set given now are changes
+    elif args.method is None and args.config is None:
+        raise UsageError("--method NAME is required for a new run (see `sie methods`)")
+    flags = {
+        "data.root": args.data,
+        "model.method": args.method,
+        "train.epochs": args.epochs,
+        "train.batch_size": args.batch_size,
+        "data.resolution": args.resolution,
+        "train.device": args.device,
+        "train.precision": args.precision,
+    }
+    cfg = _resolve(args, flags)
+    train(
+        cfg, out, resume=args.resume, allow_config_change=args.allow_config_change, max_steps=args.max_steps
+    )
+    print(out)
+    return 0
+
+
+def _register_train(sub: _SubParsers) -> None:
+    p = sub.add_parser(
+        "train",
+        help="pre-train a method on a 3DIEBench-layout dataset or packed store (CPU, GPU or torchrun)",
+        description=(
+            "Writes RUN/config.yaml, checkpoint.pt, backbone.safetensors, metrics.jsonl and run.json.\n"
+            "Several GPUs or nodes: torchrun --nproc-per-node N -m sie train ... (train.batch_size is global).\n"
+            "SIGINT/SIGTERM finish the step, checkpoint and exit 0; continue with --out RUN --resume.\n"
+            "See docs/training.md."
+        ),
+        formatter_class=_HelpFormatter,
+    )
+    p.add_argument("--data", metavar="ROOT|PACKED", default=None, help="dataset directory or packed store")
+    p.add_argument("--method", metavar="NAME", default=None, help="registered method (see `sie methods`)")
+    p.add_argument("--out", metavar="RUN", required=True, help="run directory")
+    p.add_argument("--epochs", type=int, default=None, metavar="N", help="train.epochs")
+    p.add_argument("--batch-size", type=int, default=None, metavar="N", help="train.batch_size (global)")
+    p.add_argument("--resolution", type=int, default=None, metavar="PX", help="data.resolution")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None, help="train.device")
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default=None, help="train.precision")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue RUN from its checkpoint.pt, with RUN/config.yaml as the config (unless --config)",
+    )
+    p.add_argument(
+        "--allow-config-change",
+        action="store_true",
+        help="with --resume: accept a config that differs from the run's (the change is recorded in run.json)",
+    )
+    p.add_argument(
+        "--max-steps",
+        type=int,
+        default=None,
+        metavar="N",
+        help="stop after global step N as if interrupted (checkpoint written; resumable)",
+    )
+    _add_config_arguments(p)
+    p.set_defaults(func=_cmd_train)
+
+
+# ---- sie eval ------------------------------------------------------------------------------------
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from sie.config import CONFIG_FILENAME, load_config_file
+    from sie.errors import UsageError
+    from sie.eval import evaluate
+    from sie.eval.presets import resolve_eval_config
+
+    run = Path(args.run)
+    if not (run / CONFIG_FILENAME).is_file():
+        raise UsageError(f"{run}: no {CONFIG_FILENAME}; is it a run directory written by `sie train`?")
+    flags = {
+        "eval.device": args.device,
+        "eval.probe_seeds": tuple(args.seeds) if args.seeds else None,
+        "eval.reference_bn": True if args.reference_bn else None,
+        "eval.ood_split": args.ood_split,
+    }
+    eval_cfg = resolve_eval_config(
+        load_config_file(run / CONFIG_FILENAME), args.preset, args.config, args.overrides, flags
+    )
+    path = evaluate(
+        run,
+        args.data,
+        eval_cfg,
+        preset_name=args.preset or "",
+        refuse_stale_features=args.refuse_stale_features,
+    )
+    print(path)
+    return 0
+
+
+def _register_eval(sub: _SubParsers) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="evaluate a run: probes on cached features, predictor retrieval -> RUN/eval/results.json",
+        description=(
+            "Extracts the frozen backbone's features of every view once (cached in RUN/eval/features), trains\n"
+            "the protocol's probes on them (classification, rotation/colour/... R² per representation part),\n"
+            "scores the predictor (MRR, H@k, PRE) and writes RUN/eval/results.json with chance levels.\n"
+            "Settings: the run's eval section, or --preset; then --config (an eval: section), --set eval.KEY=VALUE\n"
+            "and the flags below. See docs/evaluation.md."
+        ),
+        formatter_class=_HelpFormatter,
+    )
+    p.add_argument("run", metavar="RUN", help="run directory written by sie train")
+    p.add_argument("--data", metavar="ROOT|PACKED", required=True, help="dataset directory or packed store")
+    p.add_argument(
+        "--preset",
+        choices=["quick", "paper"],
+        default=None,
+        help="eval preset (default: the run's eval section)",
+    )
+    p.add_argument("--config", metavar="FILE.yaml", default=None, help="YAML with an eval: section")
+    p.add_argument(
+        "--set",
+        metavar="eval.KEY=VALUE",
+        action="append",
+        default=[],
+        dest="overrides",
+        help="override one eval key, e.g. --set eval.probe_epochs=50 (repeatable)",
+    )
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None, help="eval.device")
+    p.add_argument("--seeds", type=int, nargs="+", default=None, metavar="S", help="eval.probe_seeds")
+    p.add_argument(
+        "--reference-bn",
+        action="store_true",
+        help="reproduce the reference's train-mode BatchNorm during probe training (slow: no feature cache)",
+    )
+    p.add_argument("--ood-split", default=None, metavar="NAME", help="eval.ood_split: extra split for OOD R²")
+    p.add_argument(
+        "--refuse-stale-features",
+        action="store_true",
+        help="error out on cached features that do not match (default: recompute them)",
+    )
+    p.set_defaults(func=_cmd_eval)
+
+
+# ---- sie report ----------------------------------------------------------------------------------
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from sie.eval.report import write_report
+
+    md_path, html_path = write_report(args.runs, args.out)
+    print(md_path)
+    print(html_path)
+    return 0
+
+
+def _register_report(sub: _SubParsers) -> None:
+    p = sub.add_parser(
+        "report",
+        help="compare evaluated runs: report.md + self-contained report.html with tables and figures",
+        description=(
+            "Reads RUN/eval/results.json (run `sie eval` first), RUN/eval/figures.npz and RUN/metrics.jsonl of\n"
+            "each run; writes DIR/report.md, DIR/report.html (images embedded, opens offline) and DIR/figures/."
+        ),
+        formatter_class=_HelpFormatter,
+    )
+    p.add_argument("runs", metavar="RUN", nargs="+", help="evaluated run directories")
+    p.add_argument("--out", metavar="DIR", required=True, help="output directory")
+    p.set_defaults(func=_cmd_report)
+
+
+# ---- sie methods ---------------------------------------------------------------------------------
+
+
+def _cmd_methods(args: argparse.Namespace) -> int:
+    from sie.methods import METHODS
+
+    cfg = _resolve(args)
+
+    def value(key: str) -> Any:
+        node: Any = cfg
+        for part in key.split("."):
+            node = getattr(node, part)
+        return node
+
+    width = max(len(name) for name in METHODS)
+    for name, spec in METHODS.items():
+        print(f"{name:<{width}}  {spec.description}")
+        keys = ", ".join(f"{key}={value(key)}" for key in spec.keys)
+        print(f"{'':<{width}}  reference: {spec.reference}; {keys}")
+    return 0
+
+
+def _register_methods(sub: _SubParsers) -> None:
+    p = sub.add_parser(
+        "methods",
+        help="list the registered methods with a one-line description and their key hyperparameters",
+        description=(
+            "Every method `sie train --method NAME` accepts, the reference class it reproduces and its key\n"
+            "hyperparameters as resolved from --preset/--config/--set. Losses: docs/methods.md."
+        ),
+        formatter_class=_HelpFormatter,
+    )
+    _add_config_arguments(p)
+    p.set_defaults(func=_cmd_methods)
+
+
 # ---------------------------------------------------------------------------------------------------
 
 _COMMANDS: list[Callable[[_SubParsers], None]] = [
@@ -207,6 +427,7 @@ _COMMANDS: list[Callable[[_SubParsers], None]] = [
     _register_data,
     _register_pack,
     _register_version,
+    _register_train,
 ]
 
 

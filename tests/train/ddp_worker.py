@@ -1,9 +1,10 @@
 """One rank of a 2-process gloo test, started by tests/train/test_ddp.py with torchrun's variables.
 
-    python tests/train/ddp_worker.py syncbn OUT_DIR      # SyncBatchNormCPU vs BatchNorm on the whole batch
-    python tests/train/ddp_worker.py train CONFIG.yaml RUN_DIR MAX_STEPS   # the real loop
+    python tests/train/ddp_worker.py OUT_DIR CONFIG.yaml RUN_DIR MAX_STEPS
 
-Every rank writes OUT_DIR/rank{R}.json (syncbn) or nothing (train: rank 0 writes the run directory).
+1. SyncBatchNormCPU against BatchNorm on the whole batch: every rank writes OUT_DIR/rank{R}.json;
+2. the real training loop for MAX_STEPS steps in the process group set up for step 1 (so the loop's
+   reuse of an existing group is exercised too); rank 0 writes RUN_DIR.
 """
 
 from __future__ import annotations
@@ -45,7 +46,6 @@ def _loss(out: torch.Tensor) -> torch.Tensor:
 
 
 def syncbn(out_dir: Path) -> None:
-    dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
     model = nn.parallel.DistributedDataParallel(convert_to_sync_batchnorm(_net()))
     x = _data(rank).requires_grad_(True)
@@ -79,7 +79,6 @@ def syncbn(out_dir: Path) -> None:
         ),
     }
     (out_dir / f"rank{rank}.json").write_text(json.dumps(diffs))
-    dist.destroy_process_group()
 
 
 def train(config_path: Path, run_dir: Path, max_steps: int) -> None:
@@ -90,10 +89,7 @@ def train(config_path: Path, run_dir: Path, max_steps: int) -> None:
 
 
 if __name__ == "__main__":
-    mode = sys.argv[1]
-    if mode == "syncbn":
-        syncbn(Path(sys.argv[2]))
-    elif mode == "train":
-        train(Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]))
-    else:
-        raise SystemExit(f"unknown mode {mode!r}")
+    dist.init_process_group("gloo")
+    syncbn(Path(sys.argv[1]))
+    train(Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]))
+    dist.destroy_process_group()

@@ -9,6 +9,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import torch
+
+from sie.checkpoint import load_checkpoint
+from sie.config import Config, DataConfig, ModelConfig, OptimConfig, TrainConfig, save_config
+from sie.data import make_train_loader, open_split
+from sie.methods import build_method
+from sie.seeding import seed_everything
+from sie.train import train
+
 WORKER = Path(__file__).with_name("ddp_worker.py")
 REPO = Path(__file__).resolve().parents[2]
 
@@ -57,9 +67,75 @@ def run_two_ranks(*args: str, timeout: float = 150.0) -> None:
         assert proc.returncode == 0, f"rank {rank} exited with {proc.returncode}:\n{output[-4000:]}"
 
 
-def test_sync_batchnorm_on_cpu_equals_batchnorm_on_the_whole_batch(tmp_path: Path) -> None:
-    run_two_ranks("syncbn", str(tmp_path))
+@pytest.fixture(scope="module")
+def two_rank_run(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One launch of two gloo ranks: the SyncBatchNorm check, then one SGD step of the real loop."""
+    out = tmp_path_factory.mktemp("ddp")
+    save_config(_ddp_config(tiny_dataset), out)
+    run_two_ranks(str(out), str(out / "config.yaml"), str(out / "ddp"), "1")
+    return out
+
+
+def test_sync_batchnorm_on_cpu_equals_batchnorm_on_the_whole_batch(two_rank_run: Path) -> None:
     for rank in range(2):
-        diffs = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        diffs = json.loads((two_rank_run / f"rank{rank}.json").read_text())
         for key in ("output", "input_grad", "param_grad", "buffers"):
             assert diffs[key] < 1e-5, (rank, key, diffs)
+
+
+def _ddp_config(root: Path) -> Config:
+    # Plain SGD: its update is lr x gradient, so the comparison checks gradients, not Adam's ~sign().
+    return Config(
+        data=DataConfig(root=str(root), resolution=16, num_workers=0),
+        model=ModelConfig(method="sie", small_stem=True, mlp="32-32-32"),
+        optim=OptimConfig(optimizer="sgd", lr=0.5, momentum=0.0, weight_decay=0.0),
+        train=TrainConfig(
+            epochs=1, batch_size=4, device="cpu", precision="fp32", log_every_s=0.0, sync_bn=True
+        ),
+    )
+
+
+def test_two_processes_with_different_data_equal_one_process_on_the_whole_batch(
+    two_rank_run: Path, tiny_dataset: Path, tmp_path: Path
+) -> None:
+    cfg = _ddp_config(tiny_dataset)
+    source = open_split(tiny_dataset)
+    first_batch = {}
+    for rank, world in ((0, 1), (0, 2), (1, 2)):
+        loader = make_train_loader(
+            source,
+            batch_size_per_rank=4 // world,
+            resolution=16,
+            rank=rank,
+            world_size=world,
+            seed=cfg.train.seed,
+        )
+        loader.set_epoch(0)
+        first_batch[rank, world] = next(iter(loader)).object_index.tolist()
+    # Different objects on the two ranks; together, the objects of the one-process batch.
+    assert not set(first_batch[0, 2]) & set(first_batch[1, 2])
+    assert sorted(first_batch[0, 2] + first_batch[1, 2]) == sorted(first_batch[0, 1])
+
+    train(cfg, tmp_path / "single", max_steps=1)
+
+    seed_everything(cfg.train.seed)
+    start = build_method(cfg, 4).state_dict()
+    ddp = load_checkpoint(two_rank_run / "ddp" / "checkpoint.pt")
+    single = load_checkpoint(tmp_path / "single" / "checkpoint.pt")
+    assert json.loads((two_rank_run / "ddp" / "run.json").read_text())["world_size"] == 2
+    updates_ddp = {
+        k: ddp["model"][k].double() - v.double() for k, v in start.items() if v.is_floating_point()
+    }
+    updates_one = {
+        k: single["model"][k].double() - v.double() for k, v in start.items() if v.is_floating_point()
+    }
+    scale = max(float(u.abs().max()) for u in updates_one.values())
+    assert scale > 1e-3
+    worst = max(float((updates_ddp[k] - updates_one[k]).abs().max()) for k in updates_one)
+    assert worst < 1e-4 * scale, worst / scale
+    moved = [k for k, u in updates_one.items() if float(u.abs().max()) > 1e-6 * scale]
+    assert any("projector" in k or "predictor" in k for k in moved) and any(
+        k.startswith("backbone.") for k in moved
+    )
+    for key, value in ddp["online_eval"].items():  # the online probes are averaged across ranks too
+        assert torch.allclose(value.double(), single["online_eval"][key].double(), atol=1e-5, rtol=1e-4), key

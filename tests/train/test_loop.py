@@ -1,0 +1,193 @@
+"""The real training loop on the tiny dataset: every method, exact resume, faults, config changes, exports."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import sie
+import sie.methods
+from sie.checkpoint import load_backbone, load_checkpoint, load_method
+from sie.config import Config, DataConfig, ModelConfig, TrainConfig
+from sie.errors import ConfigError, UsageError
+from sie.methods import METHODS, build_method
+from sie.seeding import seed_everything
+from sie.train import train
+from sie.train.faults import NonFiniteLoss
+
+
+def tiny_config(root: Path, method: str = "sie", **train_kw: Any) -> Config:
+    """A ResNet-18 with the small stem at 16 px, 32-wide heads, fp32 on CPU, a record every step."""
+    transform = "rotcolor" if method == "sie-rotcolor" else "quat"
+    equi = 16 if method == "vicreg-partinv" else 256  # vicreg-partinv counts embedding dims
+    settings: dict[str, Any] = {
+        "epochs": 1,
+        "batch_size": 4,
+        "device": "cpu",
+        "precision": "fp32",
+        "log_every_s": 0.0,
+    }
+    settings.update(train_kw)
+    return Config(
+        data=DataConfig(root=str(root), resolution=16, num_workers=0, transform=transform),
+        model=ModelConfig(method=method, small_stem=True, mlp="32-32-32", equi=equi, augself_mlp="32"),
+        train=TrainConfig(**settings),
+    )
+
+
+def records(run: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def initial_weights(cfg: Config, transform_dim: int) -> dict[str, torch.Tensor]:
+    seed_everything(cfg.train.seed)
+    return build_method(cfg, transform_dim).state_dict()
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_every_method_trains_two_steps_through_the_loop(
+    method: str, tiny_dataset: Path, tmp_path: Path
+) -> None:
+    cfg = tiny_config(tiny_dataset, method)
+    run = train(cfg, tmp_path / "run", max_steps=2)
+    assert {p.name for p in run.iterdir()} >= {
+        "config.yaml",
+        "checkpoint.pt",
+        "backbone.safetensors",
+        "metrics.jsonl",
+        "run.json",
+    }
+    logged = records(run)
+    assert [r["step"] for r in logged] == [1, 2]
+    for record in logged:
+        terms = {k: v for k, v in record.items() if k.startswith(("loss", "probe/"))}
+        assert "loss" in terms and "loss/probe" in terms and "probe/top1_full" in terms
+        assert all(v is not None and math.isfinite(v) for v in terms.values()), terms
+        assert record["pairs_per_s"] > 0 and 0 <= record["data_wait_frac"] <= 1 and record["peak_mem_mb"] > 0
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "stopped (max_steps=2)" and info["step"] == 2
+    state = load_checkpoint(run / "checkpoint.pt")
+    before = initial_weights(cfg, info["transform_dim"])
+    changed = [
+        k for k, v in state["model"].items() if v.is_floating_point() and not torch.equal(v, before[k])
+    ]
+    assert any(k.startswith("backbone.") for k in changed) and any(
+        not k.startswith("backbone.") for k in changed
+    )
+
+
+def test_exports_round_trip(tiny_dataset: Path, tmp_path: Path) -> None:
+    cfg = tiny_config(tiny_dataset, "sie")
+    run = train(cfg, tmp_path / "run", max_steps=1)
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    tensors = load_file(str(run / "backbone.safetensors"))
+    assert not any(k.startswith(("module.", "backbone.", "_orig_mod.")) for k in tensors)
+    for key, value in tensors.items():
+        assert torch.equal(value, state["model"][f"backbone.{key}"])
+    backbone = sie.load_backbone(run / "backbone.safetensors")
+    assert not backbone.training
+    method, loaded_cfg = load_method(run)
+    assert loaded_cfg == cfg and not method.training
+    for key, value in method.state_dict().items():
+        assert torch.equal(value, state["model"][key])
+    images = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(backbone(images), method.backbone(images))
+    assert load_backbone(run / "backbone.safetensors")(images).shape == (2, 512)
+
+
+def test_interrupted_and_resumed_run_repeats_the_uninterrupted_losses(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
+    # 9 training objects, 2 per batch: 4 steps per epoch, 8 steps in all; stop mid-epoch 0 at step 3.
+    cfg = tiny_config(tiny_dataset, "sie", epochs=2, batch_size=2, deterministic=True)
+    straight = train(cfg, tmp_path / "straight")
+    resumed = tmp_path / "resumed"
+    train(cfg, resumed, max_steps=3)
+    state = load_checkpoint(resumed / "checkpoint.pt")
+    assert (state["step"], state["epoch"], state["batches_in_epoch"]) == (3, 0, 3)
+    train(cfg, resumed, resume=True)
+    a, b = records(straight), records(resumed)
+    assert [r["step"] for r in a] == [r["step"] for r in b] == list(range(1, 9))
+    keys = [k for k in a[0] if k.startswith(("loss", "probe/"))]
+    for ra, rb in zip(a, b, strict=True):
+        for key in keys:
+            assert rb[key] == pytest.approx(ra[key], abs=1e-6, rel=1e-6), (ra["step"], key)
+    final_a = load_checkpoint(straight / "checkpoint.pt")["model"]
+    final_b = load_checkpoint(resumed / "checkpoint.pt")["model"]
+    assert all(torch.allclose(final_a[k].float(), final_b[k].float(), atol=1e-6) for k in final_a)
+    info = json.loads((resumed / "run.json").read_text())
+    assert info["status"] == "completed" and info["resumes"] == 1
+
+
+def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(
+    tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_build = sie.methods.build_method
+
+    def poisoned_build(cfg: Config, transform_dim: int) -> torch.nn.Module:
+        method = real_build(cfg, transform_dim)
+        forward, calls = method.forward, []
+
+        def forward_going_bad(batch: Any) -> Any:
+            out = forward(batch)
+            calls.append(1)
+            if len(calls) >= 3:  # the third step: after the epoch-end checkpoint of step 2
+                out.loss = out.loss * float("nan")
+                out.terms["loss/cov"] = out.terms["loss/cov"] + float("inf")
+            return out
+
+        method.forward = forward_going_bad  # type: ignore[method-assign]
+        return method
+
+    monkeypatch.setattr(sie.methods, "build_method", poisoned_build)
+    cfg = tiny_config(tiny_dataset, "vicreg", epochs=3)
+    run = tmp_path / "run"
+    with pytest.raises(NonFiniteLoss) as err:
+        train(cfg, run)
+    message = str(err.value)
+    assert "non-finite loss at step 2 (epoch 1)" in message
+    assert "loss=nan" in message and "loss/cov=inf" in message and "loss/inv" not in message
+    assert "last good checkpoint (step 2)" in message
+    assert err.value.exit_code == 1
+    state = load_checkpoint(run / "checkpoint.pt")
+    assert state["step"] == 2 and all(torch.isfinite(v).all() for v in state["model"].values())
+    assert json.loads((run / "run.json").read_text())["status"].startswith("failed: NonFiniteLoss")
+
+
+def test_resume_with_another_config_is_refused_or_recorded(tiny_dataset: Path, tmp_path: Path) -> None:
+    cfg = tiny_config(tiny_dataset, "vicreg")
+    run = train(cfg, tmp_path / "run", max_steps=1)
+    with pytest.raises(UsageError, match=r"already holds a checkpoint\.pt; pass --resume"):
+        train(cfg, run)
+    changed = replace(
+        cfg,
+        model=replace(cfg.model, sim_coeff=5.0),
+        optim=replace(cfg.optim, lr=2e-3),
+        train=replace(cfg.train, log_every_s=5.0),
+    )
+    with pytest.raises(ConfigError) as err:
+        train(changed, run, resume=True)
+    assert "2 key(s): model.sim_coeff: 10.0 -> 5.0; optim.lr: 0.001 -> 0.002" in str(err.value)
+    train(changed, run, resume=True, allow_config_change=True, max_steps=2)
+    info = json.loads((run / "run.json").read_text())
+    assert info["config_changes"] == [
+        {
+            "at_step": 1,
+            "changes": [
+                ["model.sim_coeff", 10.0, 5.0],
+                ["optim.lr", 0.001, 0.002],
+                ["train.log_every_s", 0.0, 5.0],
+            ],
+        }
+    ]
+    assert load_checkpoint(run / "checkpoint.pt")["config"]["model"]["sim_coeff"] == 5.0
+    with pytest.raises(UsageError, match=r"no checkpoint\.pt"):
+        train(cfg, tmp_path / "empty", resume=True)
