@@ -159,7 +159,7 @@ def test_stale_or_edited_store_refused(tiny_dataset: Path, dataset_copy: Path, t
 
 
 def test_out_must_not_hold_something_else(tiny_dataset: Path, packed: Path, tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match="other data, splits or resolution"):
+    with pytest.raises(UsageError, match="other data, splits, resolution"):
         pack_dataset(tiny_dataset, packed, 24, workers=0, progress=False)
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "notes.txt").write_text("mine")
@@ -178,7 +178,9 @@ def test_pack_stops_on_corrupt_jpeg_or_skips_it(dataset_copy: Path, tmp_path: Pa
     path.write_bytes(data[:2] + b"\x00" * (len(data) - 4) + data[-2:])  # markers intact: found by decoding
     with pytest.raises(UsageError, match=f"{path}: corrupt image"):
         _pack(dataset_copy, tmp_path / "a")
-    out = _pack(dataset_copy, tmp_path / "b", skip_bad=True)
+    out = _pack(dataset_copy, tmp_path / "a", skip_bad=True)  # resumes the failed pack
+    with pytest.raises(UsageError, match="pass --skip-bad to accept it"):
+        _pack(dataset_copy, out)
     store = open_split(out, "train")
     assert store.num_objects == 8 and obj.name not in "".join(store.object_ids)
     assert [p.path for p in store.excluded] == [path]

@@ -159,9 +159,10 @@ def _run_tasks(tasks: Sequence[_ShardTask], workers: int, total: int, progress: 
                 bar.update(count)
 
 
-def _plan(
-    sources: dict[str, RawSource], src: Path, resolution: int, skip_bad: bool, shard_bytes: int
-) -> dict:
+def _plan(sources: dict[str, RawSource], src: Path, resolution: int, shard_bytes: int) -> dict[str, Any]:
+    """What the store will hold. Equal plans give identical shards, so a pack may resume on it; the
+    ``skip_bad`` flag is not part of it (shards written without it are valid with it, and the reverse
+    is checked from the shards' lists of broken objects)."""
     splits = {}
     for name, s in sources.items():
         object_bytes = s.views_per_object * 3 * resolution * resolution
@@ -179,7 +180,6 @@ def _plan(
         "version": VERSION,
         "resolution": resolution,
         "source": str(src.resolve()),
-        "skip_bad": skip_bad,
         "splits": splits,
     }
 
@@ -203,7 +203,7 @@ def _check_out(out: Path, plan: dict[str, Any]) -> bool:
         try:
             manifest = json.loads((out / MANIFEST).read_text())
         except (OSError, ValueError):
-            manifest = {}
+            manifest = {"plan": plan, "splits": {}}  # unreadable: resume from the plan and shards
         if manifest.get("plan") == plan and (out / PLAN).is_file():
             damaged = _damaged_files(out, manifest)
             if not damaged:
@@ -214,8 +214,8 @@ def _check_out(out: Path, plan: dict[str, Any]) -> bool:
             (out / MANIFEST).unlink()
             return False
         raise UsageError(
-            f"{out / MANIFEST}: {out} already holds a packed store of other data, splits or resolution; "
-            "choose another OUT or delete it"
+            f"{out / MANIFEST}: {out} already holds a packed store of other data, splits, resolution or "
+            "--skip-bad exclusions; choose another OUT or delete it"
         )
     if (out / PLAN).is_file():
         try:
@@ -224,13 +224,23 @@ def _check_out(out: Path, plan: dict[str, Any]) -> bool:
             existing = None
         if existing != plan:
             raise UsageError(
-                f"{out / PLAN}: {out} holds an unfinished pack of other data, splits or resolution; "
-                "re-run that command to finish it, or choose another OUT or delete it"
+                f"{out / PLAN}: {out} holds an unfinished pack of other data, splits, resolution or "
+                "--skip-bad exclusions; re-run that command to finish it, or choose another OUT or delete it"
             )
         return False
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UsageError(f"{out}: exists and is not an empty directory or a packed store; choose another OUT")
     return False
+
+
+def _refuse_excluded_without_skip_bad(splits: dict[str, Any], skip_bad: bool) -> None:
+    excluded = [e for info in splits.values() for e in info["excluded"]]
+    if excluded and not skip_bad:
+        e = excluded[0]
+        raise UsageError(
+            f"{e['path']}: {e['kind']}: {e['detail']} (this store excludes {len(excluded)} broken file(s); "
+            "pass --skip-bad to accept it)"
+        )
 
 
 def _file_info(path: Path) -> dict[str, Any]:
@@ -303,8 +313,9 @@ def pack_dataset(
             f"{src}: no split files (NAME_images.npy); expected train_images.npy and val_images.npy"
         )
     sources = {name: RawSource.open(src, name, skip_bad=skip_bad) for name in names}
-    plan = _plan(sources, src, resolution, skip_bad, shard_bytes)
+    plan = _plan(sources, src, resolution, shard_bytes)
     if _check_out(out, plan):
+        _refuse_excluded_without_skip_bad(json.loads((out / MANIFEST).read_text())["splits"], skip_bad)
         _log.info("%s: already a complete packed store of %s at %d px; nothing to do", out, src, resolution)
         return out
     for name in names:
@@ -335,12 +346,20 @@ def pack_dataset(
         _log.info("resuming: %d shard(s) already finished, %d to do", done, len(todo))
     workers = os.cpu_count() or 1 if workers is None else workers
     _run_tasks(todo, workers, sum(len(t.object_ids) for t in todo), progress)
+    if not skip_bad:  # shards kept from an earlier run with --skip-bad may hold broken objects
+        for t in (t for tasks in all_tasks.values() for t in tasks):
+            bad = json.loads(t.sidecar.read_text())["bad"]
+            if bad:
+                raise UsageError(
+                    f"{bad[0]['path']}: {bad[0]['kind']}: {bad[0]['detail']} (pass --skip-bad to exclude it)"
+                )
 
     manifest: dict[str, Any] = {
         "format": FORMAT,
         "version": VERSION,
         "created_by": f"sie {__version__}",
         "resolution": resolution,
+        "skip_bad": skip_bad,
         "class_names": sources[names[0]].class_names,
         "plan": plan,
         "splits": {
