@@ -208,6 +208,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     from sie.config import CONFIG_FILENAME
     from sie.errors import UsageError
+    from sie.log import is_main_process
     from sie.train import train
 
     out = Path(args.out)
@@ -232,7 +233,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     train(
         cfg, out, resume=args.resume, allow_config_change=args.allow_config_change, max_steps=args.max_steps
     )
-    print(out)
+    if is_main_process():  # one line for scripts to capture, not one per torchrun worker
+        print(out)
     return 0
 
 

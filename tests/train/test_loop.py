@@ -139,7 +139,7 @@ def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(
         def forward_going_bad(batch: Any) -> Any:
             out = forward(batch)
             calls.append(1)
-            if len(calls) >= 3:  # the third step: after the epoch-end checkpoint of step 2
+            if len(calls) >= 2:  # the second step, in the middle of the first epoch
                 out.loss = out.loss * float("nan")
                 out.terms["loss/cov"] = out.terms["loss/cov"] + float("inf")
             return out
@@ -148,17 +148,19 @@ def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(
         return method
 
     monkeypatch.setattr(sie.methods, "build_method", poisoned_build)
-    cfg = tiny_config(tiny_dataset, "vicreg", epochs=3)
+    # checkpoint_every_min=0: a time-based checkpoint after every step, so one exists mid-epoch.
+    cfg = tiny_config(tiny_dataset, "vicreg", epochs=3, checkpoint_every_min=0.0)
     run = tmp_path / "run"
     with pytest.raises(NonFiniteLoss) as err:
         train(cfg, run)
     message = str(err.value)
-    assert "non-finite loss at step 2 (epoch 1)" in message
+    assert "non-finite loss at step 1 (epoch 0)" in message
     assert "loss=nan" in message and "loss/cov=inf" in message and "loss/inv" not in message
-    assert "last good checkpoint (step 2)" in message
+    assert "last good checkpoint (step 1)" in message
     assert err.value.exit_code == 1
     state = load_checkpoint(run / "checkpoint.pt")
-    assert state["step"] == 2 and all(torch.isfinite(v).all() for v in state["model"].values())
+    assert (state["step"], state["epoch"], state["batches_in_epoch"]) == (1, 0, 1)
+    assert all(torch.isfinite(v).all() for v in state["model"].values())
     assert json.loads((run / "run.json").read_text())["status"].startswith("failed: NonFiniteLoss")
 
 
