@@ -426,6 +426,7 @@ def _register_methods(sub: _SubParsers) -> None:
 
 _COMMANDS: list[Callable[[_SubParsers], None]] = [
     _register_config,
+    _register_methods,
     _register_data,
     _register_pack,
     _register_version,

@@ -1,0 +1,118 @@
+"""Loss terms as pure functions, exactly as the SIE reference computes them (research/sie.md §3.6-§3.7).
+
+Every function casts its inputs to float32 (or keeps float64) before computing, so the terms are
+computed in full precision even under autocast: the covariance and log-sum-exp terms are where
+half precision hurts. Gathering across ranks is the caller's job: the batch-statistics terms
+(variance, covariance, InfoNCE) expect tensors already gathered over all ranks
+(:func:`sie.distributed.gather_with_grad`), while the MSE terms take the local batch (DDP's gradient
+averaging then makes them the global mean, as in the reference).
+
+Notation: Z is an (N, D) batch of embeddings (N rows = samples), Zc = Z - mean over rows.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = [
+    "VARIANCE_EPS",
+    "covariance_loss",
+    "info_nce_loss",
+    "invariance_loss",
+    "variance_loss",
+]
+
+VARIANCE_EPS = 1e-4
+"""Added to the variance before the square root (the reference's 0.0001)."""
+
+
+def _full_precision(x: Tensor) -> Tensor:
+    """float64 stays float64; everything else (fp16, bf16, fp32) is computed in float32."""
+    return x if x.dtype == torch.float64 else x.float()
+
+
+def _check_matrix(z: Tensor, name: str) -> None:
+    if z.ndim != 2:
+        raise ValueError(f"{name} must be an (N, D) matrix; got shape {tuple(z.shape)}")
+
+
+def invariance_loss(z_a: Tensor, z_b: Tensor) -> Tensor:
+    """Mean squared error over all N x D entries (``F.mse_loss``): (N, D), (N, D) -> scalar.
+
+    Used for the invariance term and for the prediction terms (prediction vs target embedding).
+    """
+    if z_a.shape != z_b.shape:
+        raise ValueError(f"shapes differ: {tuple(z_a.shape)} vs {tuple(z_b.shape)}")
+    return F.mse_loss(_full_precision(z_a), _full_precision(z_b))
+
+
+def variance_loss(z: Tensor, eps: float = VARIANCE_EPS) -> Tensor:
+    """VICReg's variance hinge: ``mean_j relu(1 - sqrt(Var_j(Z) + eps))`` with the unbiased variance.
+
+    Args:
+        z: (N, D) embeddings gathered over all ranks, N >= 2 (the variance divides by N - 1).
+        eps: added to the variance before the square root (1e-4 in the reference).
+
+    Returns:
+        A scalar in [0, 1]: 0 when every dimension has a standard deviation of at least 1.
+    """
+    _check_matrix(z, "z")
+    z = _full_precision(z)
+    std = torch.sqrt(z.var(dim=0, unbiased=True) + eps)
+    return F.relu(1.0 - std).mean()
+
+
+def covariance_loss(z: Tensor, denominator: float | None = None, num_dims: int | None = None) -> Tensor:
+    """VICReg's covariance term: ``sum_{j != k} Cov_jk^2 / D`` with ``Cov = Zc^T Zc / denominator``.
+
+    Args:
+        z: (N, D) embeddings gathered over all ranks.
+        denominator: what the scatter matrix is divided by. ``None`` = N - 1 (the sample covariance).
+            The reference passes its configured global batch size minus one, whatever N is
+            (research/sie.md §10 item 9).
+        num_dims: the D the sum is divided by; ``None`` = z's width (what every reference method ends
+            up using: the concatenated width for SIE, the projector output width for VICReg).
+
+    Returns:
+        A non-negative scalar.
+    """
+    _check_matrix(z, "z")
+    z = _full_precision(z)
+    n, d = z.shape
+    denom = float(n - 1) if denominator is None else float(denominator)
+    if denom <= 0:
+        raise ValueError(f"covariance denominator must be > 0; got {denom} (N = {n})")
+    centred = z - z.mean(dim=0, keepdim=True)
+    cov = centred.T @ centred / denom
+    off_diagonal = cov - torch.diag_embed(torch.diagonal(cov))
+    return off_diagonal.pow(2).sum() / float(d if num_dims is None else num_dims)
+
+
+def info_nce_loss(z_a: Tensor, z_b: Tensor, temperature: float = 0.1) -> Tensor:
+    """NT-Xent / InfoNCE as the reference's ``info_nce_loss``: 2N rows, one positive each.
+
+    ``F = normalize(cat([z_a, z_b]))`` (2N, D); similarities ``S = F F^T / temperature``; for row i
+    the positive is its partner (i <-> i + N) and the 2N - 2 other non-self rows are negatives; the
+    loss is the cross-entropy of the positive, averaged over the 2N rows. (The reference builds the
+    logits as [positive, negatives] with target 0; masking the diagonal and targeting the partner is
+    the same cross-entropy.)
+
+    Args:
+        z_a: (N, D) embeddings of the first views, gathered over all ranks.
+        z_b: (N, D) embeddings of the second views (row i of z_b is the positive of row i of z_a).
+        temperature: the softmax temperature (``simclr_temp``, 0.1 in the reference).
+    """
+    _check_matrix(z_a, "z_a")
+    if z_a.shape != z_b.shape:
+        raise ValueError(f"shapes differ: {tuple(z_a.shape)} vs {tuple(z_b.shape)}")
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    n = z_a.shape[0]
+    features = F.normalize(torch.cat([_full_precision(z_a), _full_precision(z_b)], dim=0), dim=1)
+    logits = features @ features.T / temperature
+    self_mask = torch.eye(2 * n, dtype=torch.bool, device=features.device)
+    logits = logits.masked_fill(self_mask, float("-inf"))
+    partner = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(features.device)
+    return F.cross_entropy(logits, partner)

@@ -1,0 +1,85 @@
+"""Registry-wide smoke test: every method, tiny backbone, 2 Adam steps on CPU; plus `sie methods`."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from tests.methods.plain import random_batch, tiny_config
+
+from sie.cli import main
+from sie.methods import METHODS, MethodOutput, build_method, list_methods
+
+EXPECTED_TERMS = {
+    "sie": {"loss/inv", "loss/equi", "loss/std", "loss/cov", "loss/pred_std"},
+    "sie-novar": {"loss/inv", "loss/equi", "loss/std", "loss/cov"},
+    "sie-onlyequi": {"loss/equi", "loss/std", "loss/cov", "loss/pred_std"},
+    "sie-rotcolor": {"loss/inv", "loss/equi", "loss/std", "loss/cov", "loss/pred_std"},
+    "vicreg": {"loss/inv", "loss/std", "loss/cov"},
+    "vicreg-partinv": {"loss/inv", "loss/std", "loss/cov"},
+    "simclr": {"loss/nce"},
+    "augself": {"loss/nce", "loss/augself"},
+    "simclr-onlyequi": {"loss/nce_equi"},
+    "equimod": {"loss/nce", "loss/nce_equi"},
+    "equimod-vicreg": {"loss/inv", "loss/std", "loss/cov", "loss/equi", "loss/std_equi", "loss/cov_equi"},
+    "supervised": {"loss/ce"},
+}
+
+
+def test_registry_names_and_descriptions() -> None:
+    assert set(METHODS) == set(EXPECTED_TERMS)
+    listed = list_methods()
+    assert [name for name, _ in listed] == list(METHODS)
+    for name, description in listed:
+        assert name == name.lower() and description and "\n" not in description
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_every_method_trains_two_steps(name: str) -> None:
+    torch.manual_seed(0)
+    cfg = tiny_config(name)
+    param_dim = 6 if name == "sie-rotcolor" else 4
+    method = build_method(cfg, param_dim)
+    assert method.name == name and method.cfg is cfg
+    before = {k: v.detach().clone() for k, v in method.named_parameters()}
+    optimizer = torch.optim.Adam(method.parameters(), lr=1e-3)
+    batch = random_batch(4, param_dim)
+    for _ in range(2):
+        out = method(batch)
+        assert isinstance(out, MethodOutput)
+        assert out.loss.ndim == 0 and out.loss.dtype == torch.float32 and torch.isfinite(out.loss)
+        optimizer.zero_grad()
+        out.loss.backward()
+        optimizer.step()
+    assert set(out.terms) == EXPECTED_TERMS[name]
+    for value in out.terms.values():
+        assert value.ndim == 0 and not value.requires_grad and torch.isfinite(value)
+    assert out.representations.shape == (4, 2, 512) and not out.representations.requires_grad
+    unchanged = [k for k, v in method.named_parameters() if torch.equal(v, before[k])]
+    assert unchanged == [], f"parameters not updated: {unchanged[:5]}"
+
+
+def test_sie_methods_command_lists_every_method(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["methods"]) == 0
+    out = capsys.readouterr().out
+    for name, description in list_methods():
+        assert any(line.startswith(name + " ") and description in line for line in out.splitlines())
+    assert "model.equi_factor=0.45" in out  # key hyperparameters with their resolved values
+    assert main(["methods", "--set", "model.equi_factor=4.5"]) == 0
+    assert "model.equi_factor=4.5" in capsys.readouterr().out
+
+
+def test_backbone_state_dict_loads_into_the_backbone_class() -> None:
+    from sie.nn.backbones import build_backbone
+
+    method = build_method(tiny_config("sie", arch="torchvision_resnet18"), 4)
+    build_backbone("torchvision_resnet18", small_stem=True).load_state_dict(
+        method.backbone_state_dict(), strict=True
+    )
+
+
+def test_losses_are_fp32_under_bf16_autocast() -> None:
+    method = build_method(tiny_config("sie"), 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = method(random_batch(4, 4))
+    assert out.loss.dtype == torch.float32 and torch.isfinite(out.loss)
+    assert all(v.dtype == torch.float32 for v in out.terms.values())

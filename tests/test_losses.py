@@ -1,0 +1,115 @@
+"""Loss terms: hand-checkable cases and agreement with plainly written loops (float64, rtol 1e-5)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from tests.methods.plain import plain_covariance, plain_info_nce, plain_mse, plain_variance
+
+from sie.losses import covariance_loss, info_nce_loss, invariance_loss, variance_loss
+
+
+def _random(*shape: int, seed: int = 0, scale: float = 1.0) -> torch.Tensor:
+    return scale * torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+# ---- hand-checkable cases -----------------------------------------------------------------------
+
+
+def test_variance_hand_cases() -> None:
+    # A constant column has variance 0 -> std = sqrt(1e-4) = 0.01 -> hinge 0.99.
+    assert variance_loss(torch.zeros(4, 3, dtype=torch.float64)).item() == pytest.approx(0.99)
+    # Column [0, 2]: unbiased variance 2 (N - 1 = 1), std > 1 -> no penalty.
+    assert variance_loss(torch.tensor([[0.0], [2.0]], dtype=torch.float64)).item() == 0.0
+    # Column [0, 1]: unbiased variance 0.5 -> 1 - sqrt(0.5001); a biased variance (0.25) would give ~0.5.
+    expected = 1 - math.sqrt(0.5001)
+    assert variance_loss(torch.tensor([[0.0], [1.0]], dtype=torch.float64)).item() == pytest.approx(expected)
+
+
+def test_covariance_hand_cases() -> None:
+    z = torch.tensor([[1.0, 1.0], [-1.0, -1.0]], dtype=torch.float64)
+    # Cov = Zc^T Zc / (N - 1) = [[2, 2], [2, 2]]; off-diagonal squares 4 + 4 = 8; / D = 2 -> 4.
+    assert covariance_loss(z).item() == pytest.approx(4.0)
+    # The reference's normaliser: the configured batch size - 1 (here 3) instead of N - 1.
+    assert covariance_loss(z, denominator=3).item() == pytest.approx(2 * (2 / 3) ** 2 / 2)
+    # Divided by a different D (the reference's emb_size when it differs from the width).
+    assert covariance_loss(z, num_dims=8).item() == pytest.approx(1.0)
+    # Uncorrelated columns give 0.
+    assert covariance_loss(torch.tensor([[1.0, 1.0], [1.0, -1.0], [-1.0, 1.0], [-1.0, -1.0]])).item() == 0.0
+
+
+def test_info_nce_hand_cases() -> None:
+    # N = 1: each row's only other row is its positive -> softmax of one logit -> loss 0.
+    a = torch.tensor([[1.0, 2.0]], dtype=torch.float64)
+    assert info_nce_loss(a, a.clone()).item() == pytest.approx(0.0, abs=1e-12)
+    # N = 2, orthonormal views, identical pairs, temperature 1: row e1 sees positive 1, negatives 0, 0.
+    e = torch.eye(2, dtype=torch.float64)
+    assert info_nce_loss(e, e.clone(), temperature=1.0).item() == pytest.approx(math.log(math.e + 2) - 1)
+    # Scale of the inputs does not matter (L2-normalised), the temperature does.
+    assert info_nce_loss(3 * e, e.clone(), temperature=1.0).item() == pytest.approx(math.log(math.e + 2) - 1)
+    at_01 = info_nce_loss(e, e.clone(), temperature=0.1).item()
+    assert at_01 == pytest.approx(math.log(math.exp(10) + 2) - 10)
+
+
+def test_invariance_hand_case() -> None:
+    a = torch.tensor([[0.0, 0.0], [1.0, 3.0]], dtype=torch.float64)
+    b = torch.tensor([[0.0, 2.0], [1.0, 1.0]], dtype=torch.float64)
+    assert invariance_loss(a, b).item() == pytest.approx((4 + 4) / 4)
+
+
+# ---- against the plain loops --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("n", "d", "scale"), [(2, 3, 1.0), (7, 5, 0.5), (16, 9, 2.0)])
+def test_variance_matches_plain_loop(n: int, d: int, scale: float) -> None:
+    z = _random(n, d, scale=scale)
+    assert variance_loss(z).item() == pytest.approx(plain_variance(z), rel=1e-5, abs=1e-12)
+
+
+@pytest.mark.parametrize(("n", "d", "denominator"), [(3, 4, None), (8, 6, None), (8, 6, 1023.0)])
+def test_covariance_matches_plain_loop(n: int, d: int, denominator: float | None) -> None:
+    z = _random(n, d, seed=1)
+    assert covariance_loss(z, denominator).item() == pytest.approx(plain_covariance(z, denominator), rel=1e-5)
+
+
+@pytest.mark.parametrize(("n", "d", "temperature"), [(1, 3, 0.1), (5, 4, 0.1), (6, 8, 0.5)])
+def test_info_nce_matches_plain_loop(n: int, d: int, temperature: float) -> None:
+    a, b = _random(n, d, seed=2), _random(n, d, seed=3)
+    expected = plain_info_nce(a, b, temperature)
+    assert info_nce_loss(a, b, temperature).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_invariance_matches_plain_loop() -> None:
+    a, b = _random(5, 7, seed=4), _random(5, 7, seed=5)
+    assert invariance_loss(a, b).item() == pytest.approx(plain_mse(a, b), rel=1e-5)
+
+
+# ---- precision and bad input --------------------------------------------------------------------
+
+
+def test_half_precision_inputs_are_computed_in_fp32() -> None:
+    z = _random(8, 4).to(torch.bfloat16)
+    for value in (
+        variance_loss(z),
+        covariance_loss(z),
+        info_nce_loss(z, z.flip(0)),
+        invariance_loss(z, z * 2),
+    ):
+        assert value.dtype == torch.float32
+    expected = plain_variance(z.double())  # the fp32 result on the bf16-rounded inputs
+    assert variance_loss(z).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_losses_refuse_bad_shapes() -> None:
+    with pytest.raises(ValueError, match=r"\(N, D\)"):
+        variance_loss(torch.zeros(4))
+    with pytest.raises(ValueError, match="denominator"):
+        covariance_loss(torch.zeros(1, 3))
+    with pytest.raises(ValueError, match="shapes differ"):
+        info_nce_loss(torch.zeros(2, 3), torch.zeros(3, 3))
+    with pytest.raises(ValueError, match="shapes differ"):
+        invariance_loss(torch.zeros(2, 3), torch.zeros(2, 4))
+    with pytest.raises(ValueError, match="temperature"):
+        info_nce_loss(torch.ones(2, 3), torch.ones(2, 3), temperature=0.0)
