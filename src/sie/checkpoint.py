@@ -49,6 +49,7 @@ __all__ = [
     "load_backbone",
     "load_checkpoint",
     "load_method",
+    "load_state_strict",
     "read_backbone_metadata",
     "save_checkpoint",
 ]
@@ -247,7 +248,7 @@ def read_backbone_metadata(path: str | Path) -> dict[str, str]:
     return dict(meta)
 
 
-def _strict_load(module: nn.Module, state: Mapping[str, Tensor], what: str) -> None:
+def load_state_strict(module: nn.Module, state: Mapping[str, Tensor], what: str) -> None:
     """``load_state_dict(strict=True)`` with shape mismatches reported as one readable UsageError."""
     own = module.state_dict()
     missing = sorted(own.keys() - state.keys())
@@ -288,7 +289,7 @@ def load_backbone(path: str | Path, map_location: str | torch.device = "cpu") ->
         raise UsageError(f"{path}: no 'arch' in the safetensors metadata; was it written by sie?")
     backbone = build_backbone(meta["arch"], small_stem=json.loads(meta.get("small_stem", "false")))
     state = load_file(str(path), device=str(map_location))
-    _strict_load(backbone, state, str(path))
+    load_state_strict(backbone, state, str(path))
     result: nn.Module = backbone.eval()
     return result
 
@@ -318,6 +319,6 @@ def load_method(run_dir: str | Path, map_location: str | torch.device = "cpu") -
     if "model" not in state:
         raise UsageError(f"{run_dir / CHECKPOINT_FILENAME}: no 'model' entry")
     method = build_method(cfg, int(info["transform_dim"]))
-    _strict_load(method, state["model"], str(run_dir / CHECKPOINT_FILENAME))
+    load_state_strict(method, state["model"], str(run_dir / CHECKPOINT_FILENAME))
     rebuilt: nn.Module = method.to(map_location).eval()
     return rebuilt, cfg

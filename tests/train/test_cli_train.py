@@ -10,7 +10,10 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from sie.checkpoint import load_checkpoint
+from sie.cli import main
 
 
 def _sie(*args: str) -> list[str]:
@@ -50,7 +53,9 @@ def _steps(run: Path) -> list[int]:
     return [json.loads(line)["step"] for line in path.read_text().splitlines() if line.strip()]
 
 
-def test_sigterm_checkpoints_exits_zero_and_the_run_resumes(tiny_dataset: Path, tmp_path: Path) -> None:
+def test_sigterm_checkpoints_exits_zero_and_the_run_resumes(
+    tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     run = tmp_path / "run"
     proc = subprocess.Popen(
         _sie("--method", "vicreg", "--out", str(run), "--epochs", "1000", *_tiny_flags(tiny_dataset)),
@@ -78,44 +83,40 @@ def test_sigterm_checkpoints_exits_zero_and_the_run_resumes(tiny_dataset: Path, 
     assert step >= 1 and _steps(run)[-1] == step
     assert json.loads((run / "run.json").read_text())["status"] == "stopped (signal SIGTERM)"
 
-    resumed = subprocess.run(
-        _sie("--out", str(run), "--resume", "--max-steps", str(step + 1)),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    # The rest runs the command in this process (no interpreter start-up): same code path.
+    assert main(["train", "--out", str(run), "--resume", "--max-steps", str(step + 1)]) == 0
+    assert capsys.readouterr().out.strip() == str(run)
     assert _steps(run) == list(range(1, step + 2))
     assert load_checkpoint(run / "checkpoint.pt")["step"] == step + 1
 
-    changed = subprocess.run(
-        _sie("--out", str(run), "--resume", "--epochs", "5"),
-        capture_output=True,
-        text=True,
-        env=_ENV,
-        timeout=120,
-    )
-    assert changed.returncode == 2
-    assert "train.epochs: 1000 -> 5" in changed.stderr and "--allow-config-change" in changed.stderr
+    assert main(["train", "--out", str(run), "--resume", "--epochs", "5"]) == 2
+    err = capsys.readouterr().err
+    assert "train.epochs: 1000 -> 5" in err and "--allow-config-change" in err
 
 
-def test_new_run_needs_a_method_and_data(tiny_dataset: Path, tmp_path: Path) -> None:
-    no_method = subprocess.run(
-        _sie("--data", str(tiny_dataset), "--out", str(tmp_path / "a")),
-        capture_output=True,
-        text=True,
-        env=_ENV,
+def test_new_run_needs_a_method_and_data(
+    tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["train", "--data", str(tiny_dataset), "--out", str(tmp_path / "a")]) == 2
+    assert "--method NAME is required" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "train",
+                "--method",
+                "sie",
+                "--out",
+                str(tmp_path / "b"),
+                "--device",
+                "cpu",
+                "--precision",
+                "fp32",
+            ]
+        )
+        == 2
     )
-    assert no_method.returncode == 2 and "--method NAME is required" in no_method.stderr
-    no_data = subprocess.run(
-        _sie("--method", "sie", "--out", str(tmp_path / "b"), "--device", "cpu", "--precision", "fp32"),
-        capture_output=True,
-        text=True,
-    )
-    assert no_data.returncode == 2 and "pass --data ROOT" in no_data.stderr
-    unknown = subprocess.run(
-        _sie("--method", "siee", "--out", str(tmp_path / "c"), *_tiny_flags(tiny_dataset)),
-        capture_output=True,
-        text=True,
-    )
-    assert unknown.returncode == 2 and "did you mean 'sie'" in unknown.stderr
+    assert "pass --data ROOT" in capsys.readouterr().err
+    assert main(["train", "--method", "siee", "--out", str(tmp_path / "c"), *_tiny_flags(tiny_dataset)]) == 2
+    assert "did you mean 'sie'" in capsys.readouterr().err
+    assert main(["train", "--out", str(tmp_path / "d"), "--resume"]) == 2
+    assert "has no config.yaml" in capsys.readouterr().err

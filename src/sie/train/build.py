@@ -1,0 +1,210 @@
+"""The build phase of a training run: data, method, probes, DDP, optimiser, and resume from a checkpoint."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from sie import __version__
+from sie.checkpoint import CHECKPOINT_FILENAME, RUN_INFO_FILENAME, load_checkpoint, load_state_strict
+from sie.config import Config, config_from_dict, save_config
+from sie.device import resolve_precision
+from sie.errors import UsageError
+from sie.log import get_logger
+from sie.seeding import seed_everything
+from sie.train.launch import DistContext, per_device_batch_size, wrap
+from sie.train.metrics import MetricsLog, truncate_metrics
+from sie.train.online import OnlineEvaluator, rotation_target_dim
+from sie.train.optim import build_optimizer
+from sie.train.run import TrainingRun, write_run_info
+from sie.train.state import format_config_changes, restore_rng_state, resume_config_changes
+
+__all__ = ["build_run"]
+
+log = get_logger(__name__)
+
+
+def build_run(
+    cfg: Config, out: Path, ctx: DistContext, *, resume: bool, allow_config_change: bool
+) -> TrainingRun:
+    from sie.data import make_train_loader, open_split, transform_dim
+    from sie.methods import build_method
+
+    checkpoint_path = out / CHECKPOINT_FILENAME
+    state: dict[str, Any] | None = None
+    changes: list[tuple[str, Any, Any]] = []
+    previous_info: dict[str, Any] = {}
+    if resume:
+        if not checkpoint_path.is_file():
+            raise UsageError(f"--resume: no {CHECKPOINT_FILENAME} in {out}; start a new run without --resume")
+        state = load_checkpoint(checkpoint_path)
+        saved_cfg = config_from_dict(state["config"], source=str(checkpoint_path))
+        changes = resume_config_changes(saved_cfg, cfg, allow_change=allow_config_change, run_dir=str(out))
+        info_path = out / RUN_INFO_FILENAME
+        previous_info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    elif checkpoint_path.exists():
+        raise UsageError(
+            f"{out} already holds a {CHECKPOINT_FILENAME}; pass --resume to continue that run, "
+            "or choose another --out"
+        )
+
+    seed_everything(cfg.train.seed, deterministic=cfg.train.deterministic)
+    device = ctx.device
+    precision = resolve_precision(cfg.train.precision, device)
+    if device.type == "cuda" and not cfg.train.deterministic:
+        torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels
+
+    # Data: global batch -> per-device batch; the loader shards objects across ranks.
+    if not cfg.data.root:
+        raise UsageError(
+            "no dataset given: pass --data ROOT (a 3DIEBench-layout directory or a packed store)"
+        )
+    source = open_split(cfg.data.root, "train", skip_bad=cfg.data.skip_bad)
+    if resume and previous_info.get("manifest_hash") not in (None, source.manifest_hash):
+        if not allow_config_change:
+            raise UsageError(
+                f"--resume {out}: the dataset at {cfg.data.root} is not the one this run trained on "
+                f"(manifest hash {source.manifest_hash} vs {previous_info['manifest_hash']}); "
+                "pass --allow-config-change to continue on it anyway (recorded in run.json)"
+            )
+        changes.append(("data.manifest_hash", previous_info["manifest_hash"], source.manifest_hash))
+    tdim = transform_dim(cfg.data.transform, source.latent_size)
+    per_device = per_device_batch_size(cfg.train.batch_size, ctx.world_size)
+    loader = make_train_loader(
+        source,
+        batch_size_per_rank=per_device,
+        views_per_sample=cfg.data.views_per_sample,
+        transform=cfg.data.transform,
+        canonical=cfg.data.canonical_quaternion,
+        resolution=cfg.data.resolution,
+        seed=cfg.train.seed,
+        rank=ctx.rank,
+        world_size=ctx.world_size,
+        num_workers=cfg.data.num_workers,
+        drop_last=cfg.train.drop_last,
+    )
+    steps_per_epoch = len(loader)
+    if steps_per_epoch == 0:
+        raise UsageError(
+            f"{cfg.data.root}: {source.num_objects} training objects make no full batch of "
+            f"{per_device} per process (train.batch_size={cfg.train.batch_size}, {ctx.world_size} process(es)); "
+            "lower --batch-size"
+        )
+
+    # Model: method + online probes, restored before wrapping so DDP broadcasts the restored weights.
+    method = build_method(cfg, tdim).to(device)
+    online: nn.Module | None = None
+    if cfg.train.online_eval:
+        repr_dim = int(method.backbone.num_features)  # type: ignore[arg-type]
+        online = OnlineEvaluator(
+            method.representation_parts,
+            repr_dim,
+            len(source.class_names),
+            rotation_target_dim(cfg.data.transform),
+        ).to(device)
+    if state is not None:
+        load_state_strict(method, state["model"], str(checkpoint_path))
+        if online is not None:
+            if "online_eval" not in state:
+                raise UsageError(
+                    f"{checkpoint_path} has no online probes; resume with train.online_eval=false"
+                )
+            load_state_strict(online, state["online_eval"], f"{checkpoint_path} (online probes)")
+    if cfg.train.channels_last:
+        method.backbone.to(memory_format=torch.channels_last)
+    if cfg.train.compile:
+        method.backbone.compile()  # in place: parameter names keep no '_orig_mod.' prefix
+    model = wrap(method, ctx, sync_bn=cfg.train.sync_bn)
+    online_model = wrap(online, ctx, sync_bn=False) if online is not None else None
+    optimizer = build_optimizer([m for m in (method, online) if m is not None], cfg.optim)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision.needs_grad_scaler)
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+
+    info = initial_info(cfg, ctx, source, tdim, per_device, steps_per_epoch, previous_info)
+    run = TrainingRun(
+        cfg=cfg,
+        out=out,
+        ctx=ctx,
+        precision=precision,
+        loader=loader,
+        steps_per_epoch=steps_per_epoch,
+        per_device_batch=per_device,
+        method=method,
+        model=model,
+        online=online_model,
+        optimizer=optimizer,
+        scaler=scaler,
+        info=info,
+    )
+    if state is not None:
+        run.step, run.epoch, run.batches_in_epoch = state["step"], state["epoch"], state["batches_in_epoch"]
+        restore_rng_state(state["rng"], ctx.device)  # the generators as they were when it was saved
+        run.wall_time_s = float(state.get("wall_time_s", 0.0))
+        run.last_checkpoint_step = run.step
+        info["resumes"] = info.get("resumes", 0) + 1
+        if changes:
+            info.setdefault("config_changes", []).append(
+                {"at_step": run.step, "changes": [[k, old, new] for k, old, new in changes]}
+            )
+            log.warning("resuming with config changes: %s", format_config_changes(changes))
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out)
+        if state is not None:
+            truncate_metrics(out / "metrics.jsonl", run.step)
+    run.metrics = MetricsLog(out, enabled=ctx.is_main, tensorboard=cfg.train.tensorboard)
+    write_run_info(run, status="running")
+    log.info(
+        "training %s on %s (%d objects, transform %s -> %d params): global batch %d = %d process(es) x %d, "
+        "%d steps/epoch, %d epochs, %s, %s%s",
+        cfg.model.method,
+        cfg.data.root,
+        source.num_objects,
+        cfg.data.transform,
+        tdim,
+        cfg.train.batch_size,
+        ctx.world_size,
+        per_device,
+        steps_per_epoch,
+        cfg.train.epochs,
+        device,
+        precision.name,
+        f", resuming at step {run.step} (epoch {run.epoch})" if state is not None else "",
+    )
+    return run
+
+
+def initial_info(
+    cfg: Config,
+    ctx: DistContext,
+    source: Any,
+    tdim: int,
+    per_device: int,
+    steps_per_epoch: int,
+    previous: dict[str, Any],
+) -> dict[str, Any]:
+    info = dict(previous)
+    info.update(
+        {
+            "data_root": str(cfg.data.root),
+            "manifest_hash": str(source.manifest_hash),
+            "num_objects": int(source.num_objects),
+            "num_classes": len(source.class_names),
+            "transform": cfg.data.transform,
+            "transform_dim": int(tdim),
+            "world_size": ctx.world_size,
+            "per_device_batch_size": per_device,
+            "steps_per_epoch": steps_per_epoch,
+            "device": str(ctx.device),
+            "precision": cfg.train.precision,
+            "sie_version": __version__,
+            "torch_version": torch.__version__,
+        }
+    )
+    return info

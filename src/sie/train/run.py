@@ -1,0 +1,131 @@
+"""A training run in memory (what the loop works on) and on disk (run.json, checkpoint, backbone export)."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from sie.checkpoint import (
+    BACKBONE_FILENAME,
+    CHECKPOINT_FILENAME,
+    RUN_INFO_FILENAME,
+    atomic_write,
+    export_backbone,
+    save_checkpoint,
+)
+from sie.config import Config, config_to_dict
+from sie.device import Precision
+from sie.train.launch import DistContext
+from sie.train.metrics import MetricsLog
+from sie.train.schedule import lr_at, warmup_steps_for
+from sie.train.state import capture_rng_state
+
+__all__ = ["TrainingRun", "finish_run", "save_training_state", "unwrap", "write_run_info"]
+
+
+@dataclass
+class TrainingRun:
+    """Everything the loop needs, built once by :func:`sie.train.build.build_run`."""
+
+    cfg: Config
+    out: Path
+    ctx: DistContext
+    precision: Precision
+    loader: Any
+    steps_per_epoch: int
+    per_device_batch: int
+    method: nn.Module  # unwrapped: what is saved and exported
+    model: nn.Module  # what is called: the method, or DDP around it
+    online: nn.Module | None  # the online probes (DDP-wrapped when distributed)
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    info: dict[str, Any]  # run.json contents
+    step: int = 0
+    epoch: int = 0
+    batches_in_epoch: int = 0
+    wall_time_s: float = 0.0
+    last_checkpoint_step: int | None = None
+    metrics: MetricsLog | None = None
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def total_steps(self) -> int:
+        return self.cfg.train.epochs * self.steps_per_epoch
+
+    def lr(self, step: int) -> float:
+        o = self.cfg.optim
+        return lr_at(
+            step,
+            base_lr=o.lr,
+            total_steps=self.total_steps,
+            schedule=o.schedule,
+            warmup_steps=warmup_steps_for(o.warmup_epochs, self.steps_per_epoch),
+            final_lr=o.final_lr,
+        )
+
+
+def write_run_info(run: TrainingRun, *, status: str) -> None:
+    if not run.ctx.is_main:
+        return
+    run.info.update(
+        {
+            "status": status,
+            "step": run.step,
+            "epoch": run.epoch,
+            "wall_time_s": round(run.wall_time_s + time.monotonic() - run.started, 3),
+        }
+    )
+    with atomic_write(run.out / RUN_INFO_FILENAME) as handle:
+        handle.write((json.dumps(run.info, indent=2) + "\n").encode())
+
+
+def save_training_state(run: TrainingRun) -> None:
+    """Write checkpoint.pt and backbone.safetensors (rank 0; atomic) and update run.json."""
+    if run.ctx.is_main:
+        state = {
+            "format": "sie-checkpoint-1",
+            "model": run.method.state_dict(),
+            "online_eval": unwrap(run.online).state_dict() if run.online is not None else None,
+            "optimizer": run.optimizer.state_dict(),
+            "scaler": run.scaler.state_dict(),
+            "step": run.step,
+            "epoch": run.epoch,
+            "batches_in_epoch": run.batches_in_epoch,
+            "config": config_to_dict(run.cfg),
+            "rng": capture_rng_state(run.ctx.device),
+            "world_size": run.ctx.world_size,
+            "wall_time_s": run.wall_time_s + time.monotonic() - run.started,
+        }
+        if state["online_eval"] is None:
+            del state["online_eval"]
+        save_checkpoint(run.out / CHECKPOINT_FILENAME, state)
+        export_backbone(
+            run.method,
+            run.out / BACKBONE_FILENAME,
+            run.cfg,
+            metadata={"step": str(run.step), "epoch": str(run.epoch)},
+        )
+        run.last_checkpoint_step = run.step
+        write_run_info(run, status="running")
+    if run.ctx.distributed:
+        dist.barrier()  # no rank runs ahead while rank 0 writes; if rank 0 fails, its exit ends the barrier
+    run.last_checkpoint_step = run.step
+
+
+def finish_run(run: TrainingRun, status: str) -> None:
+    write_run_info(run, status=status)
+    if run.ctx.distributed:
+        dist.barrier()
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    inner = getattr(module, "module", module)
+    assert isinstance(inner, nn.Module)
+    return inner
