@@ -430,6 +430,8 @@ _COMMANDS: list[Callable[[_SubParsers], None]] = [
     _register_data,
     _register_pack,
     _register_version,
+    _register_eval,
+    _register_report,
     _register_train,
 ]
 

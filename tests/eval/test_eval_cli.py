@@ -1,0 +1,146 @@
+"""End to end: `sie eval` and `sie report` on the tiny dataset with 2-step-trained SIE and VICReg runs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+from tests.helpers.tiny_dataset import write_tiny_dataset
+
+from sie.checkpoint import checkpoint_hash
+from sie.cli import main
+from sie.config import resolve_config
+from sie.data import open_split
+from sie.train import train
+
+QUICK = ["--preset", "quick", "--set", "eval.probe_epochs=2", "--set", "eval.probe_hidden=32-32"]
+
+
+@pytest.fixture(scope="module")
+def runs(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    out = {}
+    for method in ("sie", "vicreg"):
+        cfg = resolve_config(
+            "cpu-small",
+            overrides=[
+                f"data.root={tiny_dataset}",
+                "data.resolution=32",
+                "data.num_workers=0",
+                f"model.method={method}",
+                "model.mlp=64-64-64",
+                "train.batch_size=4",
+                "train.precision=fp32",
+            ],
+        )
+        out[method] = train(cfg, tmp_path_factory.mktemp(f"run-{method}"), max_steps=2)
+    return out
+
+
+@pytest.fixture(scope="module")
+def evaluated(runs: dict[str, Path], tiny_dataset: Path) -> dict[str, Path]:
+    assert main(["eval", str(runs["sie"]), "--data", str(tiny_dataset), *QUICK, "--seeds", "0", "1"]) == 0
+    assert main(["eval", str(runs["vicreg"]), "--data", str(tiny_dataset), *QUICK]) == 0
+    return runs
+
+
+def results(run: Path) -> dict:
+    return json.loads((run / "eval" / "results.json").read_text())
+
+
+def test_results_json_records(evaluated: dict[str, Path], tiny_dataset: Path) -> None:
+    res = results(evaluated["sie"])
+    val = open_split(tiny_dataset, "val")
+    assert res["checkpoint_hash"] == checkpoint_hash(evaluated["sie"] / "checkpoint.pt")
+    assert res["dataset"]["splits"]["val"]["manifest_hash"] == val.manifest_hash
+    assert res["parts"] == {"inv": [0, 256], "equi": [256, 512], "full": [0, 512]}
+    assert res["config"]["probe_epochs"] == 2 and res["preset"] == "quick"
+    keys = [(r["metric"], r["task"], r["part"], r["split"], r["seed"]) for r in res["records"]]
+    assert len(keys) == len(set(keys))  # one record per (metric, part, split, seed)
+    per_seed = Counter(k[4] for k in keys)
+    assert per_seed[0] == per_seed[1] == 3 * (2 + 3)  # 3 parts x (top-1, top-5, 3 regression R²)
+    assert {(k[0], k[3]) for k in keys if k[1] == "retrieval"} >= {("MRR", "val-val"), ("H@10", "train-train"),
+                                                                   ("PRE", "val-all")}  # fmt: skip
+    for r in res["records"]:
+        assert r["checkpoint_hash"] == res["checkpoint_hash"] and r["manifest_hash"]
+        assert r["chance"] is not None and np.isfinite(r["value"])
+    top1_full = next(s for s in res["summary"] if (s["metric"], s["part"]) == ("top1", "full"))
+    assert top1_full["n"] == 2 and top1_full["chance"] == pytest.approx(1 / 3)
+    assert (evaluated["sie"] / "eval" / "figures.npz").is_file()
+    vicreg = results(evaluated["vicreg"])
+    assert not any(r["task"] == "retrieval" for r in vicreg["records"])
+    assert any("no predictor" in note for note in vicreg["notes"])
+
+
+def test_report_table_and_figures(evaluated: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    assert main(["report", str(evaluated["sie"]), str(evaluated["vicreg"]), "--out", str(out)]) == 0
+    md = (out / "report.md").read_text()
+    table = [line.strip("|").split("|") for line in md.splitlines() if line.startswith("| ")]
+    header = [c.strip() for c in table[0]]
+    assert header[0] == "Method" and {"Top-1 inv (%)", "Top-1 full (%)", "Rot. R² equi", "Colour R² full", "MRR",
+                                      "H@1", "H@5", "PRE ↓"} <= set(header)  # fmt: skip
+    first_cells = [row[0].strip() for row in table[1:4]]
+    assert first_cells[0].startswith("sie (") and first_cells[1].startswith("vicreg (")
+    assert first_cells[2] == "chance level"
+    vicreg_row = dict(zip(header, (c.strip() for c in table[2]), strict=True))
+    assert vicreg_row["MRR"] == "n/a"
+    pngs = sorted((out / "figures").glob("*.png"))
+    assert {p.stem for p in pngs} >= {"training_curves", "dataset_preview"} and len(pngs) >= 5
+    for png in pngs:
+        with Image.open(png) as img:
+            assert img.size[0] > 100 and np.asarray(img.convert("L")).std() > 5
+    assert (out / "report.html").read_text().count("data:image/png;base64,") == len(pngs)
+
+
+def test_features_are_reused_and_never_mixed_across_datasets(
+    evaluated: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = evaluated["vicreg"]
+    assert main(["eval", str(run), "--data", str(Path(results(run)["dataset"]["root"])), *QUICK]) == 0
+    assert all(f["extraction_s"] == 0.0 for f in results(run)["features"].values())  # read from the cache
+    # Another dataset (-T variant, with an extra OOD split): features are extracted anew, side by side.
+    other = write_tiny_dataset(tmp_path / "other", seed=7, latent_size=10)
+    np.save(other / "ood_images.npy", np.load(other / "val_images.npy"))
+    np.save(other / "ood_labels.npy", np.load(other / "val_labels.npy"))
+    tasks = "eval.tasks=[classification,rotation,translation]"
+    assert main(["eval", str(run), "--data", str(other), *QUICK, "--set", tasks, "--ood-split", "ood"]) == 0
+    res = results(run)
+    assert res["dataset"]["splits"]["val"]["manifest_hash"] == open_split(other, "val").manifest_hash
+    assert all(f["extraction_s"] > 0 for f in res["features"].values())
+    cached = sorted(p.name for p in (run / "eval" / "features").glob("*.safetensors"))
+    assert len(cached) == 5  # train and val of each dataset, and the OOD split
+    splits = {(r["task"], r["split"]) for r in res["records"]}
+    assert {("rotation", "ood"), ("translation", "val"), ("classification", "val")} <= splits
+    # SIE's predictor was built for quaternions (P = 4); -T latents would give P = 7: refused up front.
+    assert main(["eval", str(evaluated["sie"]), "--data", str(other), *QUICK]) == 2
+    assert "transformation parameters" in capsys.readouterr().err
+
+
+def test_bad_inputs_exit_2_with_one_line(
+    runs: dict[str, Path], tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A checkpoint whose architecture does not match its config: the keys are listed.
+    wrong = tmp_path / "wrong-arch"
+    shutil.copytree(runs["sie"], wrong, ignore=shutil.ignore_patterns("eval"))
+    cfg = yaml.safe_load((wrong / "config.yaml").read_text())
+    cfg["model"]["equi"] = 128
+    (wrong / "config.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["eval", str(wrong), "--data", str(tiny_dataset), *QUICK]) == 2
+    assert "shape mismatches" in capsys.readouterr().err
+    # An empty split.
+    empty = tmp_path / "empty-val"
+    shutil.copytree(tiny_dataset, empty)
+    np.save(empty / "val_images.npy", np.array([], dtype="<U43"))
+    np.save(empty / "val_labels.npy", np.array([], dtype=np.int64))
+    assert main(["eval", str(runs["vicreg"]), "--data", str(empty), *QUICK]) == 2
+    assert "val" in capsys.readouterr().err
+    # Model keys cannot change at evaluation time; a run without results cannot be reported.
+    assert main(["eval", str(runs["vicreg"]), "--data", str(tiny_dataset), "--set", "model.equi=1"]) == 2
+    assert main(["report", str(wrong), "--out", str(tmp_path / "r")]) == 2
+    assert "no eval/results.json" in capsys.readouterr().err
