@@ -44,7 +44,7 @@ def _as_is(batch: Any) -> Any:
 
 def _empty(shape: Sequence[int], dtype: torch.dtype, *, shared: bool) -> Tensor:
     out = torch.empty(tuple(shape), dtype=dtype)
-    return out.share_memory_() if shared else out
+    return out.share_memory_() if shared else out  # type: ignore[no-untyped-call]
 
 
 class ViewSampleDataset(Dataset[Batch]):
@@ -181,8 +181,8 @@ class TrainLoader:
         self.workers = workers
         self.pin_memory = pin_memory
         self._loader: DataLoader[Batch] = DataLoader(
-            dataset,  # type: ignore[arg-type]
-            batch_sampler=self.batches,  # type: ignore[arg-type]
+            dataset,
+            batch_sampler=self.batches,
             collate_fn=_as_is,
             num_workers=num_workers if workers == "processes" else 0,
             pin_memory=pin_memory,

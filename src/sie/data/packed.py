@@ -242,7 +242,8 @@ class PackedSource(ViewSource):
 
     @property
     def latents(self) -> np.ndarray:
-        return self._latents
+        latents: np.ndarray = self._latents
+        return latents
 
     def read_latents(self, obj: int, views: Sequence[int]) -> np.ndarray:
         return np.asarray(self._latents[obj, list(views)])

@@ -59,7 +59,8 @@ def load_latent(path: Path, latent_size: int) -> np.ndarray:
     if arr.shape != (latent_size,) or arr.dtype.kind != "f":
         detail = f"got shape {arr.shape} {arr.dtype}; expected ({latent_size},) float64"
         raise BadFileError(Problem(P.BAD_LATENT, path, detail))
-    return arr.astype(np.float64, copy=False)
+    latent: np.ndarray = arr.astype(np.float64, copy=False)
+    return latent
 
 
 def check_image_size(path: Path, pixels: np.ndarray, size: tuple[int, int]) -> None:

@@ -54,7 +54,8 @@ def _load_string_array(path: Path) -> np.ndarray:
     arr = np.load(path, allow_pickle=False)
     if arr.ndim != 1 or arr.dtype.kind not in "US":
         raise ValueError(f"expected a 1-D array of strings, got dtype {arr.dtype} and shape {arr.shape}")
-    return arr.astype(str)
+    strings: np.ndarray = arr.astype(str)
+    return strings
 
 
 def _read_list_file(path: Path) -> list[str]:

@@ -33,7 +33,8 @@ def resize_uint8(images: Tensor, resolution: int) -> Tensor:
         raise TypeError(f"resize_uint8 expects uint8 images; got {images.dtype}")
     if images.shape[-2:] == (resolution, resolution):
         return images
-    return tvf.resize(images, [resolution, resolution], antialias=True)
+    resized: Tensor = tvf.resize(images, [resolution, resolution], antialias=True)
+    return resized
 
 
 def normalize(
