@@ -187,7 +187,10 @@ class EvalConfig:
         ("classification", "rotation", "colour", "translation", "absolute_rotation", "retrieval"),
         "protocol parts to run (translation only on -T datasets, retrieval only with a predictor)",
     )
-    ood_split: str = param("", "extra split (name in the dataset root) for out-of-distribution rotation R²")
+    ood_split: str = param(
+        "",
+        "out-of-distribution rotation R²: a split NAME of the dataset root, or another dataset DIR (its val)",
+    )
     device: Literal["auto", "cpu", "cuda"] = param(
         "auto", "device of feature extraction, probes and retrieval"
     )

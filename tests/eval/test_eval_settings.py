@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from sie.config import CPU_SMALL, PAPER, ConfigError
@@ -39,3 +40,19 @@ def test_only_eval_keys_may_change(tmp_path: Path) -> None:
         resolve_eval_config(PAPER, config_file=other)
     with pytest.raises(ConfigError, match="probe_epochs"):
         resolve_eval_config(PAPER, overrides=["eval.probe_epochs=-1"])
+
+
+def test_ood_split_is_a_split_name_or_another_dataset(tiny_dataset: Path, tmp_path: Path) -> None:
+    from tests.helpers.tiny_dataset import write_tiny_dataset
+
+    from sie.eval.run import _open_ood
+
+    other = write_tiny_dataset(tmp_path / "ood", classes=2, objects_per_class=4, views=3, seed=3)
+    label, source = _open_ood(tiny_dataset, str(other))
+    assert label == "ood" and source.root == other and source.split == "val"
+    np.save(other / "extra_images.npy", np.load(other / "train_images.npy"))
+    np.save(other / "extra_labels.npy", np.load(other / "train_labels.npy"))
+    label, source = _open_ood(other, "extra")
+    assert label == "extra" and source.num_objects == 6
+    with pytest.raises(ConfigError, match="other than train and val"):
+        _open_ood(other, "val")

@@ -77,6 +77,21 @@ def _open(root: Path, split: str) -> ViewSource:
     return source
 
 
+def _open_ood(data_root: Path, spec: str) -> tuple[str, ViewSource]:
+    """``eval.ood_split``: a split NAME of the dataset root, or another dataset DIR (its val split).
+
+    Returns the label used in results.json (the split name, or ``ood`` for another directory).
+    """
+    other = Path(spec)
+    if other.is_dir() and other.resolve() != data_root.resolve():
+        return "ood", _open(other, "val")
+    if spec in ("train", "val"):
+        raise ConfigError(
+            f"eval.ood_split={spec!r}: name a split other than train and val, or a dataset directory"
+        )
+    return spec, _open(data_root, spec)
+
+
 def _ordered_parts(method: Method) -> dict[str, slice]:
     parts = dict(method.representation_parts)
     order = [p for p in _PART_ORDER if p in parts] + [p for p in parts if p not in _PART_ORDER]
@@ -174,8 +189,11 @@ def evaluate(
     resolution = run_cfg.data.resolution
     notes: list[str] = []
 
-    split_names = ["train", "val"] + ([eval_cfg.ood_split] if eval_cfg.ood_split else [])
-    sources = {s: _open(data_root, s) for s in split_names}
+    sources = {s: _open(data_root, s) for s in ("train", "val")}
+    ood_label = ""
+    if eval_cfg.ood_split:
+        ood_label, ood_source = _open_ood(data_root, eval_cfg.ood_split)
+        sources[ood_label] = ood_source
     want_retrieval = "retrieval" in eval_cfg.tasks
     if want_retrieval and not method.has_predictor:
         notes.append(f"method {run_cfg.model.method!r} has no predictor: MRR, H@k and PRE are skipped")
@@ -229,7 +247,7 @@ def evaluate(
             if "classification" in eval_cfg.tasks:
                 _add(records, protocol.run_classification(inputs, part, seed))
             for task in regressions:
-                extra = (eval_cfg.ood_split,) if eval_cfg.ood_split and task.name == "rotation" else ()
+                extra = (ood_label,) if ood_label and task.name == "rotation" else ()
                 recs, outputs = protocol.run_regression(inputs, task, part, seed, extra_splits=extra)
                 _add(records, recs)
                 if i == 0 and task.name == "rotation" and eval_cfg.figures:
