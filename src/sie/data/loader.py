@@ -30,8 +30,11 @@ from sie.data.targets import relative_transforms, transform_dim
 from sie.data.transforms import normalize as normalize_images
 from sie.data.transforms import resize_uint8
 from sie.errors import UsageError
+from sie.log import get_logger
 
 __all__ = ["TrainLoader", "ViewSampleDataset", "iterate_all_views", "make_train_loader"]
+
+_log = get_logger(__name__)
 
 
 def _worker_init(_: int) -> None:
@@ -252,6 +255,16 @@ def make_train_loader(
         raise UsageError(f"batch size per rank {batch_size_per_rank}: expected >= 1")
     if num_workers < 0:
         raise UsageError(f"data.num_workers={num_workers}: expected >= 0")
+    if resolution is not None and resolution > min(source.image_size):
+        _log.warning(
+            "resolution %d px exceeds the %dx%d px images of %s: they are upsampled (images of at "
+            "least %d px avoid it)",
+            resolution,
+            source.image_size[1],
+            source.image_size[0],
+            source.root,
+            resolution,
+        )
     dataset = ViewSampleDataset(
         source,
         views_per_sample=views_per_sample,
