@@ -29,6 +29,21 @@ def is_main_process() -> bool:
     return get_rank() == 0
 
 
+class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at emit time (pytest's capture and redirections swap it)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self) -> object:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: object) -> None:
+        pass
+
+
 class _MainProcessOnly(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return is_main_process() or record.levelno >= logging.ERROR
@@ -39,7 +54,7 @@ def setup_logging(level: int | str = logging.INFO) -> logging.Logger:
     logger = logging.getLogger(_ROOT)
     logger.setLevel(level)
     if not any(getattr(h, "_sie_handler", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _CurrentStderrHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s sie: %(message)s", datefmt="%H:%M:%S"))
         handler.addFilter(_MainProcessOnly())
         handler._sie_handler = True  # type: ignore[attr-defined]
