@@ -114,5 +114,5 @@ def info_nce_loss(z_a: Tensor, z_b: Tensor, temperature: float = 0.1) -> Tensor:
     logits = features @ features.T / temperature
     self_mask = torch.eye(2 * n, dtype=torch.bool, device=features.device)
     logits = logits.masked_fill(self_mask, float("-inf"))
-    partner = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(features.device)
+    partner = torch.arange(2 * n, device=features.device).roll(n)  # row i's positive: (i + N) mod 2N
     return F.cross_entropy(logits, partner)

@@ -79,7 +79,8 @@ class Method(nn.Module):
         self.cfg = cfg
         self.transform_dim = transform_dim
         self.backbone: nn.Module = build_backbone(cfg.model.arch, small_stem=cfg.model.small_stem)
-        self.repr_dim = int(getattr(self.backbone, "num_features"))  # noqa: B009  (nn.Module attribute typing)
+        num_features: int = self.backbone.num_features  # type: ignore[assignment]  # every backbone has it
+        self.repr_dim = int(num_features)
 
     @property
     def representation_parts(self) -> dict[str, slice]:
