@@ -196,7 +196,7 @@ def fit_classifier(
     labels_dev = labels.long().to(device)
 
     def make_batch(objects: Tensor, view_a: Tensor, view_b: Tensor) -> tuple[Tensor, Tensor]:
-        return features.gather(objects, view_a), labels_dev[objects.to(device)]
+        return features.gather(objects, view_a).to(device), labels_dev[objects.to(device)]
 
     _train(
         head,
@@ -230,7 +230,7 @@ def fit_pair_regressor(
     )
 
     def make_batch(objects: Tensor, view_a: Tensor, view_b: Tensor) -> tuple[Tensor, Tensor]:
-        x = torch.cat((features.gather(objects, view_a), features.gather(objects, view_b)), dim=1)
+        x = torch.cat((features.gather(objects, view_a), features.gather(objects, view_b)), dim=1).to(device)
         pair_latents = torch.stack((latents[objects, view_a], latents[objects, view_b]), dim=1)
         return x, target(pair_latents).float().to(device)
 
@@ -266,7 +266,9 @@ def fit_view_regressor(
     )
 
     def make_batch(objects: Tensor, view_a: Tensor, view_b: Tensor) -> tuple[Tensor, Tensor]:
-        return features.gather(objects, view_a), target(latents[objects, view_a]).float().to(device)
+        return features.gather(objects, view_a).to(device), target(latents[objects, view_a]).float().to(
+            device
+        )
 
     _train(
         head,
@@ -301,8 +303,11 @@ def evaluation_pairs(num_objects: int, views: int, seed: int) -> tuple[Tensor, T
 def predict_views(head: nn.Module, features: ViewFeatures, objects: Tensor, views: Tensor) -> Tensor:
     """Head outputs (n, out) on single views (objects, views: (n,)), in chunks; float32 on the CPU."""
     head.eval()
+    device = next(head.parameters()).device
     outputs = [
-        head(features.gather(objects[i : i + _EVAL_CHUNK], views[i : i + _EVAL_CHUNK])).float().cpu()
+        head(features.gather(objects[i : i + _EVAL_CHUNK], views[i : i + _EVAL_CHUNK]).to(device))
+        .float()
+        .cpu()
         for i in range(0, objects.numel(), _EVAL_CHUNK)
     ]
     return torch.cat(outputs) if outputs else torch.empty(0)
@@ -314,6 +319,7 @@ def predict_pairs(
 ) -> Tensor:
     """Head outputs (n, out) on ``concat(f_a, f_b)`` for pairs given as (n,) index tensors; float32 on the CPU."""
     head.eval()
+    device = next(head.parameters()).device
     outputs = []
     for i in range(0, objects.numel(), _EVAL_CHUNK):
         o = objects[i : i + _EVAL_CHUNK]
@@ -324,5 +330,5 @@ def predict_pairs(
             ),
             dim=1,
         )
-        outputs.append(head(x).float().cpu())
+        outputs.append(head(x.to(device)).float().cpu())
     return torch.cat(outputs) if outputs else torch.empty(0)

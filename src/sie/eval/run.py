@@ -217,6 +217,10 @@ def evaluate(
             with_embeddings=want_retrieval and split in ("train", "val"),
             refuse=refuse_stale_features,
         )
+        # Probes index the feature table every step: keep it on the probe's device (4.3 GB for the
+        # 3DIEBench train split at 512-d, fine on one GPU); embeddings stay on the host (retrieval
+        # moves chunks).
+        features[split].representations = features[split].representations.to(device)
     parts = _ordered_parts(method)
     dim = features["train"].representations.shape[-1]
     for name, part in parts.items():
