@@ -109,6 +109,7 @@ def test_interrupted_and_resumed_run_repeats_the_uninterrupted_losses(
     # 9 training objects, 2 per batch: 4 steps per epoch, 8 steps in all; stop mid-epoch 0 at step 3.
     cfg = tiny_config(tiny_dataset, "sie", epochs=2, batch_size=2, deterministic=True)
     straight = train(cfg, tmp_path / "straight")
+    assert not torch.are_deterministic_algorithms_enabled()  # the process-wide flag is given back
     resumed = tmp_path / "resumed"
     train(cfg, resumed, max_steps=3)
     state = load_checkpoint(resumed / "checkpoint.pt")

@@ -74,6 +74,9 @@ def train(
     """
     cfg = validate(cfg)
     out = Path(out)
+    # train.deterministic switches a process-wide torch flag; give the caller back the one it had.
+    deterministic_before = torch.are_deterministic_algorithms_enabled()
+    warn_only_before = torch.is_deterministic_algorithms_warn_only_enabled()
     ctx = init_distributed(cfg.train.device)
     try:
         with StopRequest() as stop:
@@ -88,6 +91,7 @@ def train(
                     run.metrics.close()
     finally:
         shutdown(ctx)
+        torch.use_deterministic_algorithms(deterministic_before, warn_only=warn_only_before)
     return out
 
 
@@ -172,7 +176,7 @@ def _loop(run: TrainingRun, stop: StopRequest, max_steps: int | None) -> None:
         progress.close()
     if meter.steps:
         _log_record(run, meter, progress)
-    if stop_reason is None:
+    if stop_reason is None or run.step >= run.total_steps:
         finish_run(run, "completed")
         log.info("finished %d epochs (%d steps); run directory %s", cfg.train.epochs, run.step, run.out)
     else:
