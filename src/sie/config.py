@@ -214,6 +214,43 @@ class RenderConfig:
     val_fraction: float = param(0.2, "fraction of each class's objects in the val split")
     seed: int = param(0, "generator seed; images depend only on it, not on workers or shards")
     workers: int = param(0, "render processes (0 = all cores)")
+    class_sizes: Literal["uniform", "3diebench"] = param(
+        "uniform",
+        "objects per class: uniform = objects_per_class each (capped by what a mesh source has); 3diebench = "
+        "3DIEBench's exact per-class train/val counts for procedural classes, every object for mesh sources",
+    )
+    antialias: Literal["adaptive", "full"] = param(
+        "adaptive", "supersample only pixels on edges/shadow borders (adaptive) or every pixel (full)"
+    )
+    device: str = param("auto", "render device: auto | cpu | cuda | cuda:N (auto = cuda when present)")
+    jpeg_quality: int = param(95, "JPEG quality of the written views (the reference's cv2 default is 95)")
+    swap_red_blue: bool = param(
+        False, "write JPEGs with red and blue swapped, as the reference's cv2.imwrite of RGB data did"
+    )
+    mesh_up_axis: Literal["auto", "y", "z"] = param(
+        "auto", "up axis of folder:DIR meshes (auto: y for obj/glb/gltf, z for off/ply/stl)"
+    )
+    require_watertight: bool = param(False, "treat non-watertight meshes as bad input (default: count them)")
+    skip_bad: bool = param(
+        False, "skip unreadable/degenerate objects and unusable classes (listed in dataset.json)"
+    )
+    rotation_range: tuple[float, ...] = param(
+        (-1.5707963267948966, 1.5707963267948966), "range of each Euler angle (3DIEBench: -pi/2, pi/2)", "rad"
+    )
+    ood_rotation_range: tuple[float, ...] = param(
+        (1.5707963267948966, 3.141592653589793),
+        "angle magnitude range of the OOD variant (random sign)",
+        "rad",
+    )
+    floor_hue_range: tuple[float, ...] = param((0.0, 1.0), "floor hue range")
+    spot_theta_range: tuple[float, ...] = param((0.0, 0.7853981633974483), "spot polar angle range", "rad")
+    spot_phi_range: tuple[float, ...] = param((0.0, 6.283185307179586), "spot azimuth range", "rad")
+    spot_hue_range: tuple[float, ...] = param((0.0, 1.0), "spot hue range")
+    translation_range: tuple[float, ...] = param((-0.5, 0.5), "translation range of the T variant, per axis")
+    orbit_factor: str = param(
+        "",
+        "orbit sweep: vary only this factor (rot_x ... trans_z) over an even grid of `views` steps; '' = off",
+    )
 
 
 @dataclass(frozen=True)

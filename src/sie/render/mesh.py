@@ -1,0 +1,188 @@
+"""The triangle mesh the renderer draws: checks, normalisation and smooth-shading normals (numpy only).
+
+Every object source (procedural templates, ShapeNet, ModelNet, mesh folders) ends in a :class:`Mesh`
+in the scene's object frame: Blender's axes, Z up, the object's front facing +Y (towards the camera
+at identity rotation), centred on its bounding-box centre and scaled to a unit bounding-box diagonal.
+That is what 3DIEBench does with ShapeNetCore v2 models (the OBJ import turns ShapeNet's +Y up into
+Blender's +Z up; ``model_normalized`` already has a bounding-box diagonal of about 1, and the
+reference moves the box centre to the origin).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "DEFAULT_ALBEDO",
+    "Mesh",
+    "MeshProblem",
+    "corner_normals",
+    "is_watertight",
+    "mesh_problem",
+    "normalize_mesh",
+]
+
+DEFAULT_ALBEDO = 0.8
+"""Grey reflectance of faces without a colour (Blender's default diffuse colour)."""
+
+_MIN_EXTENT = 1e-9
+
+
+class MeshProblem(ValueError):
+    """A mesh that cannot be rendered (empty, non-finite, degenerate, ...); the message says why."""
+
+
+@dataclass(frozen=True)
+class Mesh:
+    """A triangle mesh with one linear-RGB reflectance per face.
+
+    Attributes:
+        vertices: (V, 3) float32 positions.
+        faces: (F, 3) int32 vertex indices.
+        face_albedo: (F, 3) float32 linear reflectance in [0, 1].
+        watertight: whether every edge is shared by exactly two faces (None = not checked).
+    """
+
+    vertices: np.ndarray
+    faces: np.ndarray
+    face_albedo: np.ndarray
+    watertight: bool | None = None
+
+    @property
+    def num_faces(self) -> int:
+        return int(self.faces.shape[0])
+
+    @property
+    def bounds(self) -> np.ndarray:
+        """(2, 3) min and max corners of the bounding box."""
+        return np.stack([self.vertices.min(axis=0), self.vertices.max(axis=0)])
+
+
+def _face_cross(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """(F, 3) cross products of two edges of every face (length = twice the area), float64."""
+    v = vertices.astype(np.float64)
+    a, b, c = v[faces[:, 0]], v[faces[:, 1]], v[faces[:, 2]]
+    cross: np.ndarray = np.cross(b - a, c - a)
+    return cross
+
+
+def mesh_problem(vertices: np.ndarray, faces: np.ndarray) -> str | None:
+    """Why ``(vertices, faces)`` cannot be rendered, or None when it can.
+
+    Checks, in order: shapes, no vertices or faces, non-finite coordinates, out-of-range indices,
+    every face of zero area, and a bounding box of zero size.
+    """
+    if vertices.ndim != 2 or vertices.shape[1] != 3:
+        return f"vertices have shape {vertices.shape}; expected (V, 3)"
+    if faces.ndim != 2 or faces.shape[1] != 3:
+        return f"faces have shape {faces.shape}; expected (F, 3) triangles"
+    if len(vertices) == 0 or len(faces) == 0:
+        return f"empty mesh ({len(vertices)} vertices, {len(faces)} faces)"
+    if not np.isfinite(vertices).all():
+        return "vertex coordinates contain NaN or infinity"
+    if faces.min() < 0 or faces.max() >= len(vertices):
+        return f"face indices out of range [0, {len(vertices)})"
+    areas = np.linalg.norm(_face_cross(vertices, faces), axis=1)
+    if not (areas > 0).any():
+        return f"degenerate mesh: all {len(faces)} faces have zero area"
+    extent = vertices.max(axis=0) - vertices.min(axis=0)
+    if float(np.linalg.norm(extent)) <= _MIN_EXTENT:
+        return "degenerate mesh: all vertices coincide"
+    return None
+
+
+def is_watertight(vertices: np.ndarray, faces: np.ndarray, decimals: int = 6) -> bool:
+    """True when, after merging vertices equal to ``decimals`` places, every edge has exactly two faces."""
+    _, weld = np.unique(np.round(vertices.astype(np.float64), decimals), axis=0, return_inverse=True)
+    f = weld.reshape(-1)[faces]
+    edges = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
+    edges = edges[edges[:, 0] != edges[:, 1]]
+    if len(edges) == 0:
+        return False
+    _, counts = np.unique(np.sort(edges, axis=1), axis=0, return_counts=True)
+    return bool((counts == 2).all())
+
+
+def normalize_mesh(
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    face_albedo: np.ndarray | None = None,
+    *,
+    check_watertight: bool = False,
+) -> Mesh:
+    """Drop zero-area faces, centre on the bounding-box centre, scale to a unit bounding-box diagonal.
+
+    Args:
+        vertices: (V, 3) positions in the object frame (Z up, front +Y).
+        faces: (F, 3) triangle indices.
+        face_albedo: (F, 3) linear reflectance; None gives :data:`DEFAULT_ALBEDO` grey.
+        check_watertight: also compute :attr:`Mesh.watertight` (costs a sort of the edges).
+
+    Raises:
+        MeshProblem: for any reason listed by :func:`mesh_problem`.
+    """
+    vertices = np.asarray(vertices, dtype=np.float64)
+    faces = np.asarray(faces, dtype=np.int64)
+    problem = mesh_problem(vertices, faces)
+    if problem is not None:
+        raise MeshProblem(problem)
+    if face_albedo is None:
+        face_albedo = np.full((len(faces), 3), DEFAULT_ALBEDO)
+    face_albedo = np.clip(np.asarray(face_albedo, dtype=np.float64), 0.0, 1.0)
+    if face_albedo.shape != faces.shape:
+        raise MeshProblem(f"face colours have shape {face_albedo.shape}; expected {faces.shape}")
+    keep = np.linalg.norm(_face_cross(vertices, faces), axis=1) > 0
+    faces, face_albedo = faces[keep], face_albedo[keep]
+    lo, hi = vertices.min(axis=0), vertices.max(axis=0)
+    scale = 1.0 / float(np.linalg.norm(hi - lo))
+    centred = (vertices - (lo + hi) / 2.0) * scale
+    watertight = is_watertight(centred, faces) if check_watertight else None
+    return Mesh(
+        vertices=centred.astype(np.float32),
+        faces=faces.astype(np.int32),
+        face_albedo=face_albedo.astype(np.float32),
+        watertight=watertight,
+    )
+
+
+def corner_normals(mesh: Mesh, crease_degrees: float = 30.0, decimals: int = 6) -> np.ndarray:
+    """(F, 3, 3) float32 shading normal at each corner of each face ("auto smooth").
+
+    A corner's normal is the area-weighted mean of the normals of the faces around the same
+    (welded) vertex whose normal is within ``crease_degrees`` of this face's normal, so curved
+    surfaces shade smoothly while edges sharper than the crease angle stay crisp. A crease of 0
+    gives flat shading (every corner gets its face normal).
+    """
+    cross = _face_cross(mesh.vertices, mesh.faces)
+    area2 = np.linalg.norm(cross, axis=1, keepdims=True)
+    face_n = cross / np.maximum(area2, 1e-30)
+    flat = np.repeat(face_n[:, None, :], 3, axis=1)
+    if crease_degrees <= 0:
+        return flat.astype(np.float32)
+    _, weld = np.unique(np.round(mesh.vertices.astype(np.float64), decimals), axis=0, return_inverse=True)
+    corner_vertex = weld.reshape(-1)[mesh.faces].reshape(-1)  # (3F,)
+    corner_face = np.repeat(np.arange(len(mesh.faces)), 3)
+    order = np.argsort(corner_vertex, kind="stable")
+    sorted_vertex = corner_vertex[order]
+    starts = np.flatnonzero(np.r_[True, sorted_vertex[1:] != sorted_vertex[:-1]])
+    sizes = np.diff(np.r_[starts, len(order)])
+    # All ordered pairs of corners that share a vertex: sum(size^2) pairs, small for real meshes.
+    pair_count = sizes**2
+    pair_group = np.repeat(np.arange(len(starts)), pair_count)
+    within = np.arange(pair_count.sum()) - np.repeat(np.cumsum(pair_count) - pair_count, pair_count)
+    first = starts[pair_group] + within // sizes[pair_group]
+    second = starts[pair_group] + within % sizes[pair_group]
+    face_a = corner_face[order[first]]
+    face_b = corner_face[order[second]]
+    cos_crease = np.cos(np.radians(crease_degrees))
+    near = np.einsum("ij,ij->i", face_n[face_a], face_n[face_b]) >= cos_crease
+    weighted = cross[face_b[near]]  # area-weighted normals (|cross| = 2 area)
+    sums = np.zeros((len(order), 3))
+    np.add.at(sums, first[near], weighted)
+    length = np.linalg.norm(sums, axis=1, keepdims=True)
+    smooth_sorted = np.where(length > 0, sums / np.maximum(length, 1e-30), face_n[corner_face[order]])
+    smooth = np.empty_like(smooth_sorted)
+    smooth[order] = smooth_sorted
+    return smooth.reshape(-1, 3, 3).astype(np.float32)
