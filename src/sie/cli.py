@@ -298,6 +298,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         "eval.probe_seeds": tuple(args.seeds) if args.seeds else None,
         "eval.reference_bn": True if args.reference_bn else None,
         "eval.ood_split": args.ood_split,
+        "eval.orbit_data": args.orbit,
     }
     eval_cfg = resolve_eval_config(
         load_config_file(run / CONFIG_FILENAME), args.preset, args.config, args.overrides, flags
@@ -350,7 +351,18 @@ def _register_eval(sub: _SubParsers) -> None:
         action="store_true",
         help="reproduce the reference's train-mode BatchNorm during probe training (slow: no feature cache)",
     )
-    p.add_argument("--ood-split", default=None, metavar="NAME", help="eval.ood_split: extra split for OOD R²")
+    p.add_argument(
+        "--ood-split",
+        default=None,
+        metavar="NAME|DIR",
+        help="eval.ood_split: a split of the dataset, or another dataset (its val split), for OOD rotation R²",
+    )
+    p.add_argument(
+        "--orbit",
+        default=None,
+        metavar="DIR",
+        help="eval.orbit_data: rendered orbit sweeps (an `orbit` split) for the latent-steering figure",
+    )
     p.add_argument(
         "--refuse-stale-features",
         action="store_true",

@@ -195,6 +195,9 @@ class EvalConfig:
         "auto", "device of feature extraction, probes and retrieval"
     )
     figures: bool = param(True, "store the arrays that `sie report` draws (panels, orbits, preview)")
+    orbit_data: str = param(
+        "", "dataset DIR with an `orbit` split (rendered orbit sweeps) for the latent-steering figure"
+    )
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,9 @@ from tests.helpers.tiny_dataset import write_tiny_dataset
 
 from sie.checkpoint import checkpoint_hash
 from sie.cli import main
-from sie.config import resolve_config
+from sie.config import RenderConfig, resolve_config
 from sie.data import open_split
+from sie.render.generator import render_dataset
 from sie.train import train
 
 QUICK = ["--preset", "quick", "--set", "eval.probe_epochs=2", "--set", "eval.probe_hidden=32-32"]
@@ -43,8 +44,16 @@ def runs(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[s
 
 
 @pytest.fixture(scope="module")
-def evaluated(runs: dict[str, Path], tiny_dataset: Path) -> dict[str, Path]:
-    assert main(["eval", str(runs["sie"]), "--data", str(tiny_dataset), *QUICK, "--seeds", "0", "1"]) == 0
+def evaluated(
+    runs: dict[str, Path], tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:
+    # Rendered orbit sweeps (one object, rotation about x on an even grid) for the latent-steering figure.
+    orbit_cfg = RenderConfig(
+        classes=1, objects_per_class=2, views=6, size=32, samples_per_pixel=1, orbit_factor="rot_x"
+    )
+    orbit = render_dataset(orbit_cfg, tmp_path_factory.mktemp("orbit"), workers=1, progress=False).root
+    sie_args = ["--seeds", "0", "1", "--orbit", str(orbit)]
+    assert main(["eval", str(runs["sie"]), "--data", str(tiny_dataset), *QUICK, *sie_args]) == 0
     assert main(["eval", str(runs["vicreg"]), "--data", str(tiny_dataset), *QUICK]) == 0
     return runs
 
@@ -71,7 +80,12 @@ def test_results_json_records(evaluated: dict[str, Path], tiny_dataset: Path) ->
         assert r["chance"] is not None and np.isfinite(r["value"])
     top1_full = next(s for s in res["summary"] if (s["metric"], s["part"]) == ("top1", "full"))
     assert top1_full["n"] == 2 and top1_full["chance"] == pytest.approx(1 / 3)
-    assert (evaluated["sie"] / "eval" / "figures.npz").is_file()
+    arrays = np.load(evaluated["sie"] / "eval" / "figures.npz")
+    assert {"steering/0/encoded", "steering/1/encoded", "retrieval/retrieved", "orbit/equi/errors"} <= set(
+        arrays
+    )
+    assert str(arrays["steering/0/title"][0]).startswith("rendered orbit")
+    np.testing.assert_allclose(arrays["steering/0/values"], np.linspace(-90, 90, 6), atol=1e-6)
     vicreg = results(evaluated["vicreg"])
     assert not any(r["task"] == "retrieval" for r in vicreg["records"])
     assert any("no predictor" in note for note in vicreg["notes"])

@@ -50,10 +50,12 @@ def test_retrieval_panel(tmp_path: Path) -> None:
 def test_latent_steering(tmp_path: Path) -> None:
     t = np.linspace(-1.5, 1.5, 12)
     encoded = np.stack((np.cos(t), np.sin(t)), 1)
-    fig = figures.latent_steering(
-        encoded, encoded * 1.1 + 0.05, t, angle_name="rotation about x", title="sie"
-    )
-    assert_png_has_content(figures.save_png(fig, tmp_path / "steering.png"))
+    sweeps = [
+        {"encoded": encoded, "predicted": encoded * 1.1 + 0.05, "values": np.degrees(t),
+         "value_label": "rotation about x (degrees)", "title": f"orbit {i}"}
+        for i in range(2)
+    ]  # fmt: skip
+    assert_png_has_content(figures.save_png(figures.latent_steering(sweeps), tmp_path / "steering.png"))
 
 
 def test_error_along_orbits(tmp_path: Path) -> None:

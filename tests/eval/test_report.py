@@ -63,7 +63,12 @@ def write_run(root: Path, name: str, method: str, top1_full: float, with_predict
             "retrieval/correct": np.array([[True, False]]),
             "retrieval/captions": np.array([["10°", "90°"]]),
             **figure_data.steering_arrays(
-                torch.randn(6, 4), torch.randn(6, 4), torch.linspace(0, 3, 6), "views of one object"
+                0,
+                torch.randn(6, 4),
+                torch.randn(6, 4),
+                torch.linspace(0, 90, 6),
+                "angle (degrees)",
+                "a sweep",
             ),
         }
         figure_data.save_figure_data(run / "eval" / "figures.npz", arrays)

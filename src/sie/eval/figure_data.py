@@ -9,12 +9,14 @@
   retrieval (val, val), with the absolute rotation of the target view on the x-axis.
 * ``retrieval/sources`` (Q, h, w, 3), ``retrieval/targets`` and ``retrieval/retrieved`` (Q, S, h, w, 3),
   ``retrieval/correct`` (Q, S) bool, ``retrieval/captions`` (Q, S) str: predictor retrieval panels.
-* ``steering/encoded`` and ``steering/predicted`` (S, 2), ``steering/angles`` (S,), ``steering/info``
-  (1,) str: latent steering along a sweep (see :func:`steering_arrays`).
+* ``steering/<i>/encoded`` and ``steering/<i>/predicted`` (S, 2), ``steering/<i>/values`` (S,),
+  ``steering/<i>/value_label`` and ``steering/<i>/title`` (1,) str: latent steering sweeps
+  (see :func:`steering_arrays`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,6 +43,8 @@ __all__ = [
     "retrieval_panel_arrays",
     "save_figure_data",
     "steering_arrays",
+    "steering_from_features",
+    "steering_sweeps",
 ]
 
 THUMBNAIL = 96  # px; larger stored images are shrunk for the report
@@ -160,15 +164,90 @@ def _pca_2d(encoded: Tensor, predicted: Tensor) -> tuple[np.ndarray, np.ndarray]
     return proj[:n].numpy(), proj[n:].numpy()
 
 
-def steering_arrays(encoded: Tensor, predicted: Tensor, angles: Tensor, info: str) -> dict[str, np.ndarray]:
-    """Latent steering: encoded sweep embeddings (S, E) and predictions from the first one (S, E), normalised,
-    projected together to 2-D; ``angles`` (S,) radians of the swept rotation; ``info`` says what was swept."""
+def steering_arrays(
+    index: int, encoded: Tensor, predicted: Tensor, values: Tensor, value_label: str, title: str
+) -> dict[str, np.ndarray]:
+    """Latent steering sweep ``index``: encoded embeddings (S, E) of the sweep's views and the predictor's
+    outputs (S, E) from the first view, both L2-normalised and projected together on their top-2
+    principal axes; ``values`` (S,) is the swept quantity in display units (degrees for angles)."""
     e = torch.nn.functional.normalize(encoded.double(), dim=-1)
     p = torch.nn.functional.normalize(predicted.double(), dim=-1)
     enc2, pred2 = _pca_2d(e, p)
+    key = f"steering/{index}"
     return {
-        "steering/encoded": enc2,
-        "steering/predicted": pred2,
-        "steering/angles": angles.double().numpy(),
-        "steering/info": np.array([info], dtype=str),
+        f"{key}/encoded": enc2,
+        f"{key}/predicted": pred2,
+        f"{key}/values": values.double().numpy(),
+        f"{key}/value_label": np.array([value_label], dtype=str),
+        f"{key}/title": np.array([title], dtype=str),
     }
+
+
+def steering_sweeps(arrays: dict[str, np.ndarray]) -> list[dict[str, object]]:
+    """The sweeps stored by :func:`steering_arrays`, in index order, as dicts for ``figures.latent_steering``."""
+    indices = sorted(
+        {int(k.split("/")[1]) for k in arrays if k.startswith("steering/") and k.endswith("/encoded")}
+    )
+    return [
+        {
+            "encoded": arrays[f"steering/{i}/encoded"],
+            "predicted": arrays[f"steering/{i}/predicted"],
+            "values": arrays[f"steering/{i}/values"],
+            "value_label": str(arrays[f"steering/{i}/value_label"][0]),
+            "title": str(arrays[f"steering/{i}/title"][0]),
+        }
+        for i in indices
+    ]
+
+
+_LATENT_NAMES = (
+    "rotation about x", "rotation about y", "rotation about z", "floor hue", "spot theta", "spot phi",
+    "spot hue", "translation x", "translation y", "translation z",
+)  # fmt: skip
+_ANGLE_COLUMNS = (0, 1, 2, 4, 5)
+
+
+@torch.no_grad()
+def steering_from_features(
+    predict: Callable[[Tensor, Tensor], Tensor],
+    transform: Callable[[Tensor], Tensor],
+    embeddings: Tensor,
+    latents: Tensor,
+    object_ids: Sequence[str],
+    *,
+    orbit: bool,
+    device: torch.device,
+    sweeps: int = 3,
+) -> dict[str, np.ndarray]:
+    """Latent-steering arrays for the first ``sweeps`` objects of a split (embeddings (N, V, E), latents (N, V, L)).
+
+    ``orbit=True``: a rendered orbit split (``sie render`` with an orbit factor), where one latent
+    sweeps an even grid and the others are fixed: the views are ordered by the swept latent. Otherwise
+    the sweep is built from ordinary dataset views, ordered by their rotation angle from view 0 (all
+    latents change between such views). The predictor starts from the first view of the order and is
+    given the true transformation (``transform``: latents (n, 2, L) -> (n, 1, P)) to every view.
+    """
+    arrays: dict[str, np.ndarray] = {}
+    for i in range(min(sweeps, embeddings.shape[0])):
+        lat = latents[i].double()
+        if orbit:
+            column = int(lat.std(dim=0).argmax())
+            order = torch.argsort(lat[:, column])
+            values = lat[order, column]
+            if column in _ANGLE_COLUMNS:
+                values = torch.rad2deg(values)
+            name = _LATENT_NAMES[column] if column < len(_LATENT_NAMES) else f"latent {column}"
+            label = name + (" (degrees)" if column in _ANGLE_COLUMNS else "")
+            title = f"rendered orbit of {object_ids[i]}"
+        else:
+            q = euler_xyz_to_quaternion(lat[:, 0:3])
+            angle = torch.rad2deg(geodesic_angle_quaternion(q[:1], q))
+            order = torch.argsort(angle)
+            values, label = angle[order], "rotation from view 0 (degrees)"
+            title = f"val object {object_ids[i]}: its views by rotation angle"
+        pairs = torch.stack((lat[order[:1]].expand(len(order), -1), lat[order]), dim=1)
+        g = transform(pairs)[:, 0].float().to(device)
+        z0 = embeddings[i, order[:1]].expand(len(order), -1).float().to(device)
+        predicted = predict(z0, g).float().cpu()
+        arrays.update(steering_arrays(i, embeddings[i, order], predicted, values, label, title))
+    return arrays

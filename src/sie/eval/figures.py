@@ -145,54 +145,37 @@ def retrieval_panel(
 # ---- latent steering --------------------------------------------------------------------------------
 
 
-def latent_steering(
-    encoded: FloatArray,
-    predicted: FloatArray,
-    angles: FloatArray,
-    *,
-    angle_name: str = "angle",
-    title: str = "",
-) -> Figure:
-    """2-D projections of an orbit's encoded embeddings (S, 2) and the predictor's trajectory (S, 2).
+def latent_steering(sweeps: Sequence[Mapping[str, object]]) -> Figure:
+    """One panel per sweep: 2-D projections of the encoded embeddings and of the predictor's trajectory.
 
-    Both polylines are ordered by ``angles`` (S,) (radians); grey segments join each encoded view to
-    the prediction for the same transformation. A good equivariant predictor overlays the two.
+    Each sweep maps ``encoded`` and ``predicted`` to (S, 2) arrays, ``values`` to (S,) (the swept
+    quantity, in display units), ``value_label`` and ``title`` to strings. Both polylines are ordered
+    as given; grey segments join each encoded view to the prediction for the same transformation, so a
+    good equivariant predictor overlays the two.
     """
-    fig = _figure(4.6, 4.0)
-    ax = fig.add_subplot()
-    for e, p in zip(encoded, predicted, strict=True):
-        ax.plot([e[0], p[0]], [e[1], p[1]], color="0.75", lw=0.8, zorder=1)
-    ax.plot(encoded[:, 0], encoded[:, 1], "-", color="tab:blue", lw=1, alpha=0.6, zorder=2)
-    sc = ax.scatter(
-        encoded[:, 0],
-        encoded[:, 1],
-        c=np.degrees(angles),
-        cmap="viridis",
-        s=28,
-        zorder=3,
-        label="encoded views",
-    )
-    ax.plot(predicted[:, 0], predicted[:, 1], "--", color="tab:orange", lw=1, alpha=0.8, zorder=2)
-    ax.scatter(
-        predicted[:, 0],
-        predicted[:, 1],
-        c=np.degrees(angles),
-        cmap="viridis",
-        marker="x",
-        s=36,
-        zorder=3,
-        label="predictor from the first view",
-    )
-    ax.scatter(
-        encoded[:1, 0], encoded[:1, 1], facecolors="none", edgecolors="k", s=120, zorder=4, label="start"
-    )
-    fig.colorbar(sc, ax=ax, label=f"{angle_name} (degrees)")
-    ax.set_xlabel("PC 1")
-    ax.set_ylabel("PC 2")
-    ax.legend(fontsize=7, loc="best")
-    if title:
-        ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
+    n = max(1, len(sweeps))
+    fig = _figure(4.4 * n, 3.9)
+    axes = fig.subplots(1, n, squeeze=False)[0]
+    for ax, sweep in zip(axes, sweeps, strict=False):
+        encoded = np.asarray(sweep["encoded"], dtype=np.float64)
+        predicted = np.asarray(sweep["predicted"], dtype=np.float64)
+        values = np.asarray(sweep["values"], dtype=np.float64)
+        for e, p in zip(encoded, predicted, strict=True):
+            ax.plot([e[0], p[0]], [e[1], p[1]], color="0.75", lw=0.8, zorder=1)
+        ax.plot(encoded[:, 0], encoded[:, 1], "-", color="tab:blue", lw=1, alpha=0.6, zorder=2)
+        sc = ax.scatter(encoded[:, 0], encoded[:, 1], c=values, cmap="viridis", s=28, zorder=3,
+                        label="encoded views")  # fmt: skip
+        ax.plot(predicted[:, 0], predicted[:, 1], "--", color="tab:orange", lw=1, alpha=0.8, zorder=2)
+        ax.scatter(predicted[:, 0], predicted[:, 1], c=values, cmap="viridis", marker="x", s=36, zorder=3,
+                   label="predictor from the first view")  # fmt: skip
+        ax.scatter(encoded[:1, 0], encoded[:1, 1], facecolors="none", edgecolors="k", s=120, zorder=4,
+                   label="first view")  # fmt: skip
+        fig.colorbar(sc, ax=ax, label=str(sweep.get("value_label", "")))
+        ax.set_xlabel("PC 1")
+        ax.set_ylabel("PC 2")
+        ax.set_title(str(sweep.get("title", "")), fontsize=8)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7, loc="best")
     return fig
 
 

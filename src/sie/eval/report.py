@@ -24,7 +24,7 @@ import numpy as np
 
 from sie.errors import UsageError
 from sie.eval import figures
-from sie.eval.figure_data import load_figure_data
+from sie.eval.figure_data import load_figure_data, steering_sweeps
 from sie.log import get_logger
 
 __all__ = ["MAIN_COLUMNS", "RunResults", "load_run", "main_table", "write_report"]
@@ -308,17 +308,15 @@ def _run_figures(run: RunResults, fig_dir: Path) -> list[Block]:
                   "prediction (green: the exact target view)."),
             ("img", (path, f"retrieval panels, {run.name}")),
         ]  # fmt: skip
-    if "steering/encoded" in a:
-        info = str(a["steering/info"][0])
-        fig = figures.latent_steering(
-            a["steering/encoded"], a["steering/predicted"], a["steering/angles"],
-            angle_name="rotation from the first view", title=run.label,
-        )  # fmt: skip
-        path = figures.save_png(fig, fig_dir / f"steering_{slug}.png")
+    sweeps = steering_sweeps(a)
+    if sweeps:
+        path = figures.save_png(figures.latent_steering(sweeps), fig_dir / f"steering_{slug}.png")
         blocks += [
             ("h3", "Latent steering"),
-            ("p", f"2-D PCA of normalised equivariant embeddings: encoded views versus the predictor's outputs "
-                  f"from the first view ({info})."),
+            ("p", "2-D PCA of normalised equivariant embeddings along each sweep: the encoded views (dots, "
+                  "joined in sweep order) versus the predictor's outputs from the first view with the true "
+                  "transformations (crosses); grey segments pair them. Panel titles say where each sweep "
+                  "comes from (a rendered orbit, or dataset views ordered by rotation angle)."),
             ("img", (path, f"latent steering, {run.name}")),
         ]  # fmt: skip
     return blocks

@@ -27,18 +27,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from sie.checkpoint import CHECKPOINT_FILENAME, atomic_write, checkpoint_hash, load_method
 from sie.config import Config, EvalConfig, config_to_dict
 from sie.data.source import open_split
-from sie.data.targets import relative_transforms
 from sie.device import resolve_device
 from sie.errors import ConfigError, UsageError
 from sie.eval import figure_data, protocol
 from sie.eval.features import FeatureKey, SplitFeatures, load_or_extract_features
 from sie.eval.tasks import REGRESSION_TASKS, regression_tasks_for
-from sie.geometry import euler_xyz_to_quaternion, geodesic_angle_quaternion
 from sie.log import get_logger
 
 if TYPE_CHECKING:
@@ -133,25 +130,25 @@ def _add(records: list[protocol.Record], new: list[protocol.Record]) -> None:
     records.extend(new)
 
 
-def _steering(inputs: protocol.EvalInputs) -> dict[str, np.ndarray]:
-    """Latent steering along a sweep built from dataset views (see docs/evaluation.md).
-
-    The views of the first val object, ordered by their rotation angle from view 0: the encoded
-    equivariant embeddings versus the predictor's outputs from view 0 with the true transformations.
-    """
-    f = inputs.features["val"]
+def _steering(
+    inputs: protocol.EvalInputs, sources: dict[str, ViewSource], features: dict[str, SplitFeatures]
+) -> dict[str, np.ndarray]:
+    """Latent steering along rendered orbits (``eval.orbit_data``) or, without them, along val views."""
+    orbit = "orbit" in features
+    f, src = (features["orbit"], sources["orbit"]) if orbit else (features["val"], sources["val"])
     assert f.embeddings is not None
-    lat = f.latents[0]
-    q = euler_xyz_to_quaternion(lat[:, 0:3].double())
-    angles = geodesic_angle_quaternion(q[:1], q)
-    order = torch.argsort(angles)
-    pairs = torch.stack((lat[:1].expand(len(order), -1), lat[order]), dim=1)
-    g = relative_transforms(pairs, inputs.transform_kind, inputs.canonical)[:, 0]
-    with torch.no_grad():
-        z0 = f.embeddings[0, :1].expand(len(order), -1).to(inputs.device)
-        predicted = inputs.method.predict(z0, g.to(inputs.device)).float().cpu()
-    info = f"views of val object {inputs.sources['val'].object_ids[0]} ordered by rotation angle from view 0"
-    return figure_data.steering_arrays(f.embeddings[0, order], predicted, angles[order], info)
+    transform = protocol.predictor_transform(
+        inputs.method, inputs.transform_kind, inputs.canonical, int(f.latents.shape[-1])
+    )
+    return figure_data.steering_from_features(
+        inputs.method.predict,
+        transform,
+        f.embeddings,
+        f.latents,
+        src.object_ids,
+        orbit=orbit,
+        device=inputs.device,
+    )
 
 
 def evaluate(
@@ -202,8 +199,17 @@ def evaluate(
         protocol.predictor_transform(
             method, run_cfg.data.transform, run_cfg.data.canonical_quaternion, sources["train"].latent_size
         )
+    orbit_sources: dict[str, ViewSource] = {}
+    if eval_cfg.orbit_data and want_retrieval and eval_cfg.figures:
+        orbit_sources["orbit"] = _open(Path(eval_cfg.orbit_data), "orbit")
+        protocol.predictor_transform(  # the orbit's latents must condition the predictor like the data's
+            method,
+            run_cfg.data.transform,
+            run_cfg.data.canonical_quaternion,
+            orbit_sources["orbit"].latent_size,
+        )
     features: dict[str, SplitFeatures] = {}
-    for split, source in sources.items():
+    for split, source in {**sources, **orbit_sources}.items():
         key = FeatureKey(
             ckpt, source.manifest_hash, split, resolution, source.num_objects, source.views_per_object
         )
@@ -214,7 +220,7 @@ def evaluate(
             run_dir / "eval" / "features",
             batch_size=eval_cfg.feature_batch_size,
             device=device,
-            with_embeddings=want_retrieval and split in ("train", "val"),
+            with_embeddings=want_retrieval and split in ("train", "val", "orbit"),
             refuse=refuse_stale_features,
         )
         # Probes index the feature table every step: keep it on the probe's device (4.3 GB for the
@@ -266,7 +272,7 @@ def evaluate(
             arrays.update(
                 figure_data.predictor_orbit_arrays(features["val"].latents, nearest, features["val"].latents)
             )
-            arrays.update(_steering(inputs))
+            arrays.update(_steering(inputs, {**sources, **orbit_sources}, features))
     elif method.has_predictor:
         notes.append("retrieval not requested (eval.tasks)")
     if eval_cfg.figures:
