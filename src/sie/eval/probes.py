@@ -176,7 +176,7 @@ def _train(
             inputs, targets = make_batch(objects, view_a[objects], view_b[objects])
             loss = loss_fn(head(inputs), targets)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             optimizer.step()
     head.eval()
 

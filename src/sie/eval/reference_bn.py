@@ -55,7 +55,8 @@ class TrainModeBackboneFeatures:
         self.part = part
         self.resolution = resolution
         self.device = device
-        self._dim = len(range(int(self.backbone.num_features))[part])
+        num_features: int = self.backbone.num_features  # type: ignore[assignment]
+        self._dim = len(range(num_features)[part])
 
     @property
     def num_objects(self) -> int:

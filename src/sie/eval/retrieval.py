@@ -50,7 +50,8 @@ _GALLERY_CHUNK = 65536
 
 
 def _normalise(x: Tensor, eps: float = 1e-8) -> Tensor:
-    return x / (torch.linalg.vector_norm(x, dim=-1, keepdim=True) + eps)
+    out: Tensor = x / (torch.linalg.vector_norm(x, dim=-1, keepdim=True) + eps)
+    return out
 
 
 @torch.no_grad()
@@ -100,7 +101,8 @@ def own_gallery_ranks(queries: Tensor, embeddings: Tensor, *, device: torch.devi
     The true item of query (n, v) is view v. Ties count as a random order (see ``sie.eval.metrics``).
     """
     n, v, _ = queries.shape
-    rr, hits = [], {k: [] for k in HITS_AT}
+    rr: list[Tensor] = []
+    hits: dict[int, list[Tensor]] = {k: [] for k in HITS_AT}
     objects_per_chunk = max(1, _QUERY_CHUNK // max(v, 1))
     true = torch.arange(v)
     for i in range(0, n, objects_per_chunk):

@@ -24,7 +24,7 @@ import json
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -175,7 +175,8 @@ def evaluate(
         raise UsageError(
             f"{run_dir}: no {CHECKPOINT_FILENAME}; is this a run directory written by `sie train`?"
         )
-    method, run_cfg = load_method(run_dir)
+    module, run_cfg = load_method(run_dir)
+    method = cast("Method", module)
     eval_cfg = cfg.eval if isinstance(cfg, Config) else cfg if cfg is not None else run_cfg.eval
     _check_tasks(eval_cfg)
     device = resolve_device(eval_cfg.device)
@@ -253,15 +254,15 @@ def evaluate(
         notes.append("translation R² skipped: the dataset's latents have no translation (not a -T dataset)")
     regressions = regression_tasks_for(latent_size, eval_cfg.tasks)
     for i, seed in enumerate(eval_cfg.probe_seeds):
-        for part in parts:
+        for part_name in parts:
             if "classification" in eval_cfg.tasks:
-                _add(records, protocol.run_classification(inputs, part, seed))
+                _add(records, protocol.run_classification(inputs, part_name, seed))
             for task in regressions:
                 extra = (ood_label,) if ood_label and task.name == "rotation" else ()
-                recs, outputs = protocol.run_regression(inputs, task, part, seed, extra_splits=extra)
+                recs, outputs = protocol.run_regression(inputs, task, part_name, seed, extra_splits=extra)
                 _add(records, recs)
                 if i == 0 and task.name == "rotation" and eval_cfg.figures:
-                    arrays.update(figure_data.orbit_error_arrays(part, *outputs["val"]))
+                    arrays.update(figure_data.orbit_error_arrays(part_name, *outputs["val"]))
     if want_retrieval:
         recs, scores, _ = protocol.run_retrieval(inputs)
         _add(records, recs)
