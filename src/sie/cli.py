@@ -333,7 +333,7 @@ def _register_eval(sub: _SubParsers) -> None:
         "--preset",
         choices=["quick", "paper"],
         default=None,
-        help="eval preset (default: the run's eval section)",
+        help="eval preset; none given = the run's own eval section",
     )
     p.add_argument("--config", metavar="FILE.yaml", default=None, help="YAML with an eval: section")
     p.add_argument(

@@ -17,6 +17,7 @@ from sie.checkpoint import checkpoint_hash
 from sie.cli import main
 from sie.config import RenderConfig, resolve_config
 from sie.data import open_split
+from sie.data.pack import pack_dataset
 from sie.render.generator import render_dataset
 from sie.train import train
 
@@ -134,6 +135,17 @@ def test_features_are_reused_and_never_mixed_across_datasets(
     # SIE's predictor was built for quaternions (P = 4); -T latents would give P = 7: refused up front.
     assert main(["eval", str(evaluated["sie"]), "--data", str(other), *QUICK]) == 2
     assert "transformation parameters" in capsys.readouterr().err
+
+
+def test_eval_reads_a_packed_store(evaluated: dict[str, Path], tiny_dataset: Path, tmp_path: Path) -> None:
+    packed = pack_dataset(tiny_dataset, tmp_path / "packed", 32, workers=1, progress=False)
+    run = evaluated["vicreg"]
+    assert (
+        main(["eval", str(run), "--data", str(packed), *QUICK, "--set", "eval.tasks=[classification]"]) == 0
+    )
+    res = results(run)
+    assert res["dataset"]["root"] == str(packed.resolve())
+    assert {r["metric"] for r in res["records"]} == {"top1", "top5"}
 
 
 def test_bad_inputs_exit_2_with_one_line(
