@@ -250,8 +250,6 @@ def evaluate(
     records: list[protocol.Record] = []
     arrays: dict[str, np.ndarray] = {}
     latent_size = train_src.latent_size
-    if "translation" in eval_cfg.tasks and latent_size < 10:
-        notes.append("translation R² skipped: the dataset's latents have no translation (not a -T dataset)")
     regressions = regression_tasks_for(latent_size, eval_cfg.tasks)
     for i, seed in enumerate(eval_cfg.probe_seeds):
         for part_name in parts:
