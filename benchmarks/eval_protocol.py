@@ -122,6 +122,9 @@ def main() -> None:
         f"(feature extraction {extraction:.1f} s), {len(full['records'])} records")  # fmt: skip
     full_warm_s, _ = timed_eval(run, data, probe_epochs=args.epochs)
     say(f"  full protocol, warm (features from the cache): {full_warm_s:.1f} s")
+    paper_s, paper = timed_eval(run, data)
+    say(f"  full protocol with the paper preset (300 probe epochs), warm: {paper_s:.1f} s, "
+        f"{len(paper['records'])} records")  # fmt: skip
     tasks = ("classification", "rotation")
     warm_s, _ = timed_eval(run, data, probe_epochs=args.epochs, tasks=tasks)
     say(f"  classification + rotation on 3 parts, cached features (warm): {warm_s:.1f} s")
