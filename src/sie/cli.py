@@ -464,6 +464,8 @@ def _cmd_render(args: argparse.Namespace) -> int:
         "skip_bad": True if args.skip_bad else None,
         "workers": args.workers,
     }
+    if args.objects_per_class is not None:
+        flags["class_sizes"] = "uniform"  # an explicit count replaces the full preset's 3DIEBench class sizes
     cfg = resolve_render_config(args.preset, args.config, args.overrides, flags)
     summary = render_dataset(cfg.render, args.out, shard=_parse_shard(args.shard), progress=not args.quiet)
     print(summary.root)
@@ -498,7 +500,13 @@ def _register_render(sub: _SubParsers) -> None:
     )
     p.add_argument("--source", default=None, help="procedural | shapenet:DIR | modelnet:DIR | folder:DIR")
     p.add_argument("--classes", type=int, default=None, metavar="N", help="number of classes (the largest N)")
-    p.add_argument("--objects-per-class", type=int, default=None, metavar="N", help="objects per class")
+    p.add_argument(
+        "--objects-per-class",
+        type=int,
+        default=None,
+        metavar="N",
+        help="objects per class (also sets render.class_sizes=uniform)",
+    )
     p.add_argument("--views", type=int, default=None, metavar="N", help="views per object")
     p.add_argument("--size", type=int, default=None, metavar="PX", help="image side")
     p.add_argument(

@@ -77,3 +77,28 @@ def test_lathe_closes_poles() -> None:
     part = lathe([(0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0)], 12)
     mesh = normalize_mesh(part.vertices, part.faces, check_watertight=True)
     assert mesh.watertight is True
+
+
+def test_corner_normals_equal_a_plain_loop_over_faces_sharing_each_vertex() -> None:
+    from sie.render.procedural.parts import cylinder
+
+    part = cylinder(0.5, 1.0, segments=10)
+    mesh = Mesh(
+        part.vertices.astype(np.float32),
+        part.faces.astype(np.int32),
+        np.ones((len(part.faces), 3), np.float32),
+    )
+    got = corner_normals(mesh, 30.0)
+    v = part.vertices
+    cross = np.cross(v[part.faces[:, 1]] - v[part.faces[:, 0]], v[part.faces[:, 2]] - v[part.faces[:, 0]])
+    unit = cross / np.maximum(np.linalg.norm(cross, axis=1, keepdims=True), 1e-30)
+    for f, face in enumerate(part.faces):
+        if np.linalg.norm(cross[f]) == 0:
+            continue
+        for c, vertex in enumerate(face):
+            total = np.zeros(3)
+            for g, other in enumerate(part.faces):
+                shares = any(np.allclose(v[o], v[vertex], atol=1e-9) for o in other)
+                if shares and np.dot(unit[f], unit[g]) >= np.cos(np.radians(30.0)):
+                    total += cross[g]
+            np.testing.assert_allclose(got[f, c], total / np.linalg.norm(total), atol=1e-5)

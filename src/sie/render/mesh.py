@@ -22,6 +22,7 @@ __all__ = [
     "is_watertight",
     "mesh_problem",
     "normalize_mesh",
+    "weld",
 ]
 
 DEFAULT_ALBEDO = 0.8
@@ -93,15 +94,28 @@ def mesh_problem(vertices: np.ndarray, faces: np.ndarray) -> str | None:
     return None
 
 
+def weld(vertices: np.ndarray, decimals: int = 6) -> np.ndarray:
+    """(V,) index of each vertex's group of vertices equal to ``decimals`` places (lexsort, no row-unique)."""
+    q = np.round(vertices.astype(np.float64) * 10.0**decimals).astype(np.int64)
+    order = np.lexsort((q[:, 2], q[:, 1], q[:, 0]))
+    sq = q[order]
+    new_group = np.r_[True, (sq[1:] != sq[:-1]).any(axis=1)]
+    groups = np.cumsum(new_group) - 1
+    inverse = np.empty(len(q), dtype=np.int64)
+    inverse[order] = groups
+    return inverse
+
+
 def is_watertight(vertices: np.ndarray, faces: np.ndarray, decimals: int = 6) -> bool:
     """True when, after merging vertices equal to ``decimals`` places, every edge has exactly two faces."""
-    _, weld = np.unique(np.round(vertices.astype(np.float64), decimals), axis=0, return_inverse=True)
-    f = weld.reshape(-1)[faces]
+    f = weld(vertices, decimals)[faces]
     edges = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
     edges = edges[edges[:, 0] != edges[:, 1]]
     if len(edges) == 0:
         return False
-    _, counts = np.unique(np.sort(edges, axis=1), axis=0, return_counts=True)
+    lo, hi = edges.min(axis=1), edges.max(axis=1)
+    keys = lo * (int(hi.max()) + 1) + hi  # one int64 per undirected edge
+    _, counts = np.unique(keys, return_counts=True)
     return bool((counts == 2).all())
 
 
@@ -161,28 +175,39 @@ def corner_normals(mesh: Mesh, crease_degrees: float = 30.0, decimals: int = 6) 
     flat = np.repeat(face_n[:, None, :], 3, axis=1)
     if crease_degrees <= 0:
         return flat.astype(np.float32)
-    _, weld = np.unique(np.round(mesh.vertices.astype(np.float64), decimals), axis=0, return_inverse=True)
-    corner_vertex = weld.reshape(-1)[mesh.faces].reshape(-1)  # (3F,)
+    corner_vertex = weld(mesh.vertices, decimals)[mesh.faces].reshape(-1)  # (3F,)
     corner_face = np.repeat(np.arange(len(mesh.faces)), 3)
-    order = np.argsort(corner_vertex, kind="stable")
-    sorted_vertex = corner_vertex[order]
-    starts = np.flatnonzero(np.r_[True, sorted_vertex[1:] != sorted_vertex[:-1]])
-    sizes = np.diff(np.r_[starts, len(order)])
-    # All ordered pairs of corners that share a vertex: sum(size^2) pairs, small for real meshes.
-    pair_count = sizes**2
-    pair_group = np.repeat(np.arange(len(starts)), pair_count)
-    within = np.arange(pair_count.sum()) - np.repeat(np.cumsum(pair_count) - pair_count, pair_count)
-    first = starts[pair_group] + within // sizes[pair_group]
-    second = starts[pair_group] + within % sizes[pair_group]
-    face_a = corner_face[order[first]]
-    face_b = corner_face[order[second]]
+    n_vertices = int(corner_vertex.max()) + 1
     cos_crease = np.cos(np.radians(crease_degrees))
-    near = np.einsum("ij,ij->i", face_n[face_a], face_n[face_b]) >= cos_crease
-    weighted = cross[face_b[near]]  # area-weighted normals (|cross| = 2 area)
-    sums = np.zeros((len(order), 3))
-    np.add.at(sums, first[near], weighted)
-    length = np.linalg.norm(sums, axis=1, keepdims=True)
-    smooth_sorted = np.where(length > 0, sums / np.maximum(length, 1e-30), face_n[corner_face[order]])
-    smooth = np.empty_like(smooth_sorted)
-    smooth[order] = smooth_sorted
-    return smooth.reshape(-1, 3, 3).astype(np.float32)
+
+    def per_vertex_sum(index: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
+        return np.stack([np.bincount(index, weights=values[:, k], minlength=size) for k in range(3)], axis=1)
+
+    # Fast path: at a vertex whose face normals all lie within half the crease angle of their mean,
+    # every pair is within the crease angle, so every corner there gets the full (area-weighted) mean.
+    total = per_vertex_sum(corner_vertex, cross[corner_face], n_vertices)
+    mean = total / np.maximum(np.linalg.norm(total, axis=1, keepdims=True), 1e-30)
+    close = np.einsum("ij,ij->i", face_n[corner_face], mean[corner_vertex]) >= np.cos(
+        np.radians(crease_degrees) / 2
+    )
+    smooth_vertex = np.bincount(corner_vertex, weights=~close, minlength=n_vertices) == 0
+    result = mean[corner_vertex]
+    # Other vertices (creases, cones): compare every pair of corners that share the vertex.
+    hard = np.flatnonzero(~smooth_vertex[corner_vertex])
+    if len(hard):
+        order = hard[np.argsort(corner_vertex[hard], kind="stable")]
+        sorted_vertex = corner_vertex[order]
+        starts = np.flatnonzero(np.r_[True, sorted_vertex[1:] != sorted_vertex[:-1]])
+        sizes = np.diff(np.r_[starts, len(order)])
+        pair_count = sizes**2
+        pair_group = np.repeat(np.arange(len(starts)), pair_count)
+        within = np.arange(pair_count.sum()) - np.repeat(np.cumsum(pair_count) - pair_count, pair_count)
+        first = starts[pair_group] + within // sizes[pair_group]
+        second = starts[pair_group] + within % sizes[pair_group]
+        face_a = corner_face[order[first]]
+        face_b = corner_face[order[second]]
+        near = np.einsum("ij,ij->i", face_n[face_a], face_n[face_b]) >= cos_crease
+        sums = per_vertex_sum(first[near], cross[face_b[near]], len(order))  # |cross| = 2 area: area weights
+        length = np.linalg.norm(sums, axis=1, keepdims=True)
+        result[order] = np.where(length > 0, sums / np.maximum(length, 1e-30), face_n[corner_face[order]])
+    return result.reshape(-1, 3, 3).astype(np.float32)

@@ -20,11 +20,14 @@ import numpy as np
 
 from sie.config import RenderConfig
 from sie.errors import UsageError
+from sie.log import get_logger
 from sie.render.procedural import class_by_synset
 from sie.render.sources import ObjectRef, ObjectSource, ProceduralSource
 from sie.seeding import derive_seed
 
 __all__ = ["PlannedObject", "RenderPlan", "build_plan", "latent_seed", "split_counts"]
+
+_log = get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,11 @@ def build_plan(source: ObjectSource, cfg: RenderConfig) -> RenderPlan:
             listed in ``skipped_classes``); for an unusable class folder, likewise.
     """
     orbit = bool(cfg.orbit_factor)
+    if cfg.class_sizes == "3diebench":
+        _log.info(
+            "class sizes: 3DIEBench's per-class counts (render.objects_per_class=%d is not used)",
+            cfg.objects_per_class,
+        )
     skipped: list[dict[str, str]] = []
     for problem in source.problems:
         if not cfg.skip_bad:

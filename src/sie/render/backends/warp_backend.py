@@ -382,7 +382,8 @@ class WarpRenderer:
         if self._mesh is None:
             raise RuntimeError("WarpRenderer.render called before set_mesh")
         size = self.settings.size
-        adaptive = self.settings.antialias == "adaptive"
+        # With one ray per pixel there is nothing to supersample: the adaptive pre-pass would be wasted.
+        adaptive = self.settings.antialias == "adaptive" and self.settings.samples_per_pixel > 1
         chunk = max(1, _PIXELS_PER_LAUNCH // (size * size))
         images = np.empty((len(views), size, size, 3), dtype=np.uint8)
         mask = np.empty((len(views), size, size), dtype=bool) if object_mask else None
