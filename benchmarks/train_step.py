@@ -14,9 +14,10 @@ Settings: fp32 vs bf16 autocast + channels_last at 64 px (side by side), the sam
 channels_last at 256 px, the raw JPEG layout instead of the packed store at 64 px, and 1 vs 2 processes
 (``torchrun --nproc-per-node 2``, gloo, SyncBatchNorm; the global batch stays 64).
 
-    python benchmarks/train_step.py                      # everything (about 15 minutes on 2 cores)
+    python benchmarks/train_step.py                      # everything (15-30 minutes on 2 shared cores)
     python benchmarks/train_step.py --only 64            # the 64 px rows
     python benchmarks/train_step.py --json results.json  # also write the rows as JSON
+    python benchmarks/train_step.py --only 64 --threads 1 2 --repeat 3   # interleaved rounds, best and median
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ def run_setting(
     workers: int,
     device: str = "cpu",
     batch_size: int = 64,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """One ``sie train`` run; returns the row (median pairs/s, data wait, peak memory, wall time)."""
     out = workdir / name
@@ -98,11 +100,13 @@ def run_setting(
     for item in sets:
         args += ["--set", item]
     env = dict(os.environ)
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = str(threads)
     if processes == 1:
         command = [sys.executable, "-m", "sie", *args]
     else:
         # Split the cores between the processes rather than oversubscribing them.
-        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // processes))
+        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // processes)))
         command = [
             sys.executable,
             "-m",
@@ -129,6 +133,7 @@ def run_setting(
         "precision": precision,
         "channels_last": channels_last,
         "processes": processes,
+        "threads_per_process": int(env.get("OMP_NUM_THREADS", torch.get_num_threads())),
         "store": "packed" if (data / "manifest.json").exists() else "raw",
         "device": torch.cuda.get_device_name(0) if device == "cuda" else f"cpu x{os.cpu_count()}",
         "batch_size": batch_size,
@@ -141,7 +146,7 @@ def run_setting(
         "load_avg_1min_before": load_before,
     }
     print(
-        f"{name:28s} {row['pairs_per_s']:7.1f} pairs/s  step {row['step_time_s']:6.2f} s  "
+        f"{name:28s} x{row['threads_per_process']} thr {row['pairs_per_s']:7.1f} pairs/s  step {row['step_time_s']:6.2f} s  "
         f"data wait {100 * row['data_wait_frac']:4.1f}%  peak {row['peak_mem_mb']:7.0f} MiB  "
         f"(load {load_before:.1f})",
         flush=True,
@@ -161,6 +166,19 @@ def main() -> None:
     parser.add_argument("--only", choices=["64", "128", "256", "raw", "ddp", "gpu"], nargs="*", default=None)
     parser.add_argument(
         "--root", type=Path, default=None, help="existing 256 px dataset (default: generated)"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        nargs="*",
+        default=None,
+        help="torch threads per process (OMP_NUM_THREADS); several values run every 1-process setting with each",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="rounds; each round runs every setting once (interleaved, so load spikes hit all alike)",
     )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
@@ -206,12 +224,28 @@ def main() -> None:
             ("256", "256px bf16+cl", {"data": packed.get(256), "resolution": 256, "precision": "bf16", "channels_last": True}),
             ("gpu", "gpu 256px bf16+cl b256", {"data": packed.get(256), "resolution": 256, "precision": "bf16", "channels_last": True, "device": "cuda", "batch_size": 256}),
         ]  # fmt: skip
-        rows = []
+        runs: list[tuple[str, dict[str, Any]]] = []
         for group, name, kw in plan:
             if group not in wanted:
                 continue
-            kw = {"processes": 1, **common, **kw}
-            rows.append(run_setting(name.replace(" ", "_"), kw.pop("data"), work, **kw))
+            processes = int(kw.get("processes", 1))
+            for threads in (args.threads or [None]) if processes == 1 else [None]:
+                label = name.replace(" ", "_") + (f"_{threads}thr" if threads is not None else "")
+                runs.append((label, {"processes": 1, **common, **kw, "threads": threads}))
+        rows = []
+        for round_index in range(args.repeat):
+            for label, kw in runs:
+                kw = dict(kw)
+                row = run_setting(label, kw.pop("data"), work, **kw)
+                row["round"] = round_index
+                rows.append(row)
+    if args.repeat > 1:
+        print("# best and median over rounds (pairs/s)")
+        for label, _ in runs:
+            values = [r["pairs_per_s"] for r in rows if r["setting"] == label]
+            print(
+                f"{label:34s} best {max(values):7.1f}  median {statistics.median(values):7.1f}  ({len(values)} rounds)"
+            )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
 
