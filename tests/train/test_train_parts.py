@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import random
@@ -138,3 +139,44 @@ def test_online_evaluator_shapes_metrics_and_no_gradient_to_inputs() -> None:
     }
     assert all(0.0 <= float(metrics[f"probe/top1_{p}"]) <= 1.0 for p in parts)
     assert rotation_target_dim("euler") == 3 and rotation_target_dim("rotcolor") == 4
+
+
+def test_init_distributed_reads_torchrun_environment_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sie.errors import UsageError
+    from sie.train.launch import init_distributed, wrap
+
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    ctx = init_distributed("cpu")
+    assert (ctx.rank, ctx.world_size, ctx.distributed, ctx.is_main) == (0, 1, False, True)
+    module = torch.nn.BatchNorm1d(3)
+    assert wrap(module, ctx, sync_bn=True) is module  # nothing to wrap in one process
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(UsageError, match="RANK is not set; launch with torchrun"):
+        init_distributed("cpu")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    with pytest.raises(UsageError, match="MASTER_ADDR is not set"):
+        init_distributed("cpu")
+
+
+def test_sync_batchnorm_conversion_keeps_parameters_keys_and_single_process_behaviour() -> None:
+    from sie.train.sync_bn import SyncBatchNormCPU, convert_to_sync_batchnorm
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Flatten(), torch.nn.BatchNorm1d(36)
+    )
+    reference = copy.deepcopy(net)
+    keys, weight = list(net.state_dict()), net[1].weight
+    converted = convert_to_sync_batchnorm(net)
+    assert isinstance(converted[1], SyncBatchNormCPU) and isinstance(converted[3], SyncBatchNormCPU)
+    assert converted[1].weight is weight and list(converted.state_dict()) == keys
+    x = torch.randn(5, 3, 5, 5)
+    # Not distributed: plain BatchNorm, in training (batch statistics, running averages) and eval mode.
+    assert torch.allclose(converted(x), reference(x), atol=1e-6)
+    for ours, theirs in zip(converted.buffers(), reference.buffers(), strict=True):
+        assert torch.allclose(ours.float(), theirs.float())
+    converted.eval()
+    reference.eval()
+    assert torch.allclose(converted(x), reference(x), atol=1e-6)
