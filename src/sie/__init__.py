@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "load_backbone", "train"]
+__all__ = ["__version__", "evaluate", "list_methods", "load_backbone", "train"]
 
 if TYPE_CHECKING:
     from torch import nn
@@ -45,3 +45,17 @@ def load_backbone(path: str | Path, map_location: Any = "cpu") -> nn.Module:
 
     result: nn.Module = load(path, map_location=map_location)
     return result
+
+
+def evaluate(run_dir: str | Path, data_root: str | Path, cfg: Any = None, **kwargs: Any) -> Path:
+    """Run the evaluation protocol on a run directory; return ``RUN/eval/results.json`` (see docs/evaluation.md)."""
+    from sie.eval.run import evaluate as run_evaluation
+
+    return run_evaluation(run_dir, data_root, cfg, **kwargs)
+
+
+def list_methods() -> list[tuple[str, str]]:
+    """``[(name, one-line description)]`` of every registered method."""
+    from sie.methods import list_methods as registered
+
+    return registered()
