@@ -250,6 +250,12 @@ class RenderConfig:
     spot_phi_range: tuple[float, ...] = param((0.0, 6.283185307179586), "spot azimuth range", "rad")
     spot_hue_range: tuple[float, ...] = param((0.0, 1.0), "spot hue range")
     translation_range: tuple[float, ...] = param((-0.5, 0.5), "translation range of the T variant, per axis")
+    field_of_view: float = param(
+        0.691111,
+        "camera field of view (3DIEBench: BlenderProc's 0.691111 = Blender's 50 mm lens); smaller zooms in "
+        "on the object without moving the camera",
+        "rad",
+    )
     orbit_factor: str = param(
         "",
         "orbit sweep: vary only this factor (rot_x ... trans_z) over an even grid of `views` steps; '' = off",

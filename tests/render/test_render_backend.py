@@ -20,7 +20,7 @@ from sie.render.backends import RenderSettings, create_renderer
 from sie.render.mesh import Mesh
 from sie.render.procedural import procedural_mesh
 from sie.render.procedural.parts import ellipsoid
-from sie.render.scene import views_from_latents
+from sie.render.scene import SceneSpec, views_from_latents
 
 SIZE = 64
 FOV = 0.691111
@@ -34,11 +34,11 @@ def _camera() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return c, r, np.cross(r, f), f
 
 
-def _project(p: np.ndarray) -> np.ndarray:
+def _project(p: np.ndarray, fov: float = FOV) -> np.ndarray:
     """(column, row) in pixels of world point p; (0, 0) is the top-left corner of the image."""
     c, r, u, f = _camera()
     d = p - c
-    t = math.tan(FOV / 2)
+    t = math.tan(fov / 2)
     x, y = d @ r / (d @ f * t), d @ u / (d @ f * t)
     return np.array([(x + 1) * SIZE / 2, (1 - y) * SIZE / 2])
 
@@ -55,9 +55,16 @@ def _marker(centre: tuple[float, float, float], radius: float = 0.05) -> Mesh:
     return Mesh(verts, part.faces.astype(np.int32), np.ones((len(part.faces), 3), np.float32))
 
 
-def _render(mesh: Mesh, latents: np.ndarray, spp: int = 1, antialias: str = "full", size: int = SIZE):
+def _render(
+    mesh: Mesh,
+    latents: np.ndarray,
+    spp: int = 1,
+    antialias: str = "full",
+    size: int = SIZE,
+    scene: SceneSpec | None = None,
+):
     renderer = create_renderer(
-        "warp", RenderSettings(size=size, samples_per_pixel=spp, antialias=antialias), device="cpu"
+        "warp", RenderSettings(size=size, samples_per_pixel=spp, antialias=antialias), scene, device="cpu"
     )
     renderer.set_mesh(mesh)
     return renderer.render(views_from_latents(np.atleast_2d(latents)), object_mask=True)
@@ -100,6 +107,24 @@ def test_known_pose_puts_the_object_centre_at_the_expected_pixel(
     expected = _project(centre_world)
     got = np.array([cols.mean() + 0.5, rows.mean() + 0.5])
     np.testing.assert_allclose(got, expected, atol=0.6)
+
+
+def test_a_narrower_field_of_view_zooms_in_about_the_image_centre() -> None:
+    # The same off-centre marker, 3DIEBench's lens and one of half the field of view: the marker lands
+    # where the pinhole formula with each angle puts it, and its footprint grows by (tan ratio)^2.
+    offset = np.array([0.3, 0.0, 0.15])
+    latents = np.array([0.2, -0.3, 0.4, 0.5, 0.3, 1.0, 0.2])
+    narrow = FOV / 2
+    masks = {}
+    for fov in (FOV, narrow):
+        out = _render(_marker(tuple(offset), radius=0.04), latents, scene=SceneSpec(field_of_view=fov))
+        assert out.object_mask is not None
+        rows, cols = np.nonzero(out.object_mask[0])
+        expected = _project(_rot(latents[:3]) @ offset, fov=fov)
+        np.testing.assert_allclose([cols.mean() + 0.5, rows.mean() + 0.5], expected, atol=0.6)
+        masks[fov] = out.object_mask[0].sum()
+    zoom = math.tan(FOV / 2) / math.tan(narrow / 2)
+    assert masks[narrow] / masks[FOV] == pytest.approx(zoom**2, rel=0.25)
 
 
 def test_floor_colour_away_from_the_spot_is_sun_plus_ambient() -> None:

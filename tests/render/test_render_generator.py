@@ -204,3 +204,27 @@ def test_an_output_directory_holding_something_else_is_refused(tiny_render: Path
         render_dataset(TINY, foreign, workers=1, progress=False)
     with pytest.raises(UsageError, match="--shard"):
         render_dataset(TINY, tmp_path / "x", shard=(2, 2))
+
+
+def test_field_of_view_reaches_the_images_and_the_manifest(tmp_path: Path) -> None:
+    one = replace(TINY, classes=1, objects_per_class=2, views=2)
+    wide = render_dataset(one, tmp_path / "wide", workers=1, progress=False).root
+    narrow_cfg = replace(one, field_of_view=0.42)
+    narrow = render_dataset(narrow_cfg, tmp_path / "narrow", workers=1, progress=False).root
+    entry = str(np.load(wide / "train_images.npy")[0])
+    wide_image = np.asarray(Image.open(wide / entry.strip("/") / "image_0.jpg"), dtype=np.float64)
+    narrow_image = np.asarray(Image.open(narrow / entry.strip("/") / "image_0.jpg"), dtype=np.float64)
+    assert np.abs(wide_image - narrow_image).mean() > 5.0  # same latents, different framing
+    for v in range(2):  # the latents do not depend on the camera
+        np.testing.assert_array_equal(
+            np.load(wide / entry.strip("/") / f"latent_{v}.npy"),
+            np.load(narrow / entry.strip("/") / f"latent_{v}.npy"),
+        )
+    assert json.loads((narrow / "dataset.json").read_text())["config"]["field_of_view"] == 0.42
+
+
+def test_an_impossible_field_of_view_is_refused_naming_the_key(tmp_path: Path) -> None:
+    from sie.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"render.field_of_view=3.0"):
+        render_dataset(replace(TINY, field_of_view=3.0), tmp_path / "bad", workers=1, progress=False)

@@ -46,8 +46,8 @@ from sie.render.manifest import (
 from sie.render.mesh import MeshProblem
 from sie.render.plan import PlannedObject, RenderPlan, build_plan, latent_seed
 from sie.render.preview import dataset_contact_sheet
-from sie.render.scene import SceneSpec, views_from_latents
-from sie.render.settings import check_render_config, factor_ranges, render_settings
+from sie.render.scene import views_from_latents
+from sie.render.settings import check_render_config, factor_ranges, render_settings, scene_spec
 from sie.render.sources import ObjectSource, open_source
 from sie.render.writer import object_done, read_notes, write_note, write_object
 
@@ -107,7 +107,7 @@ class _Worker:
         self.cfg = cfg
         self.root = root
         self.source: ObjectSource = open_source(cfg.source, seed=cfg.seed, up_axis=cfg.mesh_up_axis)
-        self.renderer: Renderer = create_renderer(backend, render_settings(cfg), SceneSpec(), device)
+        self.renderer: Renderer = create_renderer(backend, render_settings(cfg), scene_spec(cfg), device)
 
     def render(self, obj: PlannedObject) -> ObjectResult:
         key = obj.key
@@ -364,7 +364,7 @@ def render_dataset(
     todo = [o for o in mine if o.key not in skipped_before and not object_done(root, o.key)]
     n_workers = _worker_count(cfg.workers if workers is None else workers, device, len(todo))
     if todo and n_workers > 1:
-        create_renderer(backend_name, render_settings(cfg), SceneSpec(), device).warm_up()
+        create_renderer(backend_name, render_settings(cfg), scene_spec(cfg), device).warm_up()
     backend = {"name": backend_name, "device": device}
     if manifest is None or manifest.get("status") != "complete":
         write_json_atomic(

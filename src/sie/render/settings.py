@@ -23,6 +23,7 @@ from sie.config import apply_overrides as apply_config_overrides
 from sie.errors import ConfigError
 from sie.render.backends.base import RenderSettings
 from sie.render.latents import FACTORS, FactorRanges, latent_size
+from sie.render.scene import SceneSpec
 
 __all__ = [
     "RENDER_PRESETS",
@@ -30,6 +31,7 @@ __all__ = [
     "factor_ranges",
     "render_settings",
     "resolve_render_config",
+    "scene_spec",
 ]
 
 RENDER_PRESETS: dict[str, RenderConfig] = {
@@ -62,6 +64,11 @@ def factor_ranges(cfg: RenderConfig) -> FactorRanges:
     return ranges
 
 
+def scene_spec(cfg: RenderConfig) -> SceneSpec:
+    """The scene of ``cfg``: 3DIEBench's, with the configured field of view."""
+    return SceneSpec(field_of_view=cfg.field_of_view)
+
+
 def render_settings(cfg: RenderConfig) -> RenderSettings:
     """Image formation settings of ``cfg``."""
     return RenderSettings(size=cfg.size, samples_per_pixel=cfg.samples_per_pixel, antialias=cfg.antialias)
@@ -84,6 +91,10 @@ def check_render_config(cfg: RenderConfig) -> RenderConfig:
         valid = ", ".join(FACTORS[:size])
         raise ConfigError(
             f"render.orbit_factor={cfg.orbit_factor!r} is not a factor of variant {cfg.variant}; valid: {valid}"
+        )
+    if not 0.05 <= cfg.field_of_view <= 2.5:
+        raise ConfigError(
+            f"render.field_of_view={cfg.field_of_view} rad is outside [0.05, 2.5] (3DIEBench: 0.691111)"
         )
     factor_ranges(cfg)
     return cfg
