@@ -288,10 +288,14 @@ CPU_SMALL = Config(
         epochs=20, batch_size=64, device="cpu", precision="bf16", channels_last=True, log_every_s=10.0
     ),
     eval=EvalConfig(probe_epochs=20, probe_hidden="256-256", feature_batch_size=128),
-    render=RenderConfig(classes=10, objects_per_class=20, views=10, size=64, samples_per_pixel=2),
+    render=RenderConfig(
+        classes=10, objects_per_class=20, views=10, size=64, samples_per_pixel=2, field_of_view=0.42
+    ),
 )
 """A laptop-CPU configuration: 64 px with the standard stem (a stride-1 stem at 64 px costs ~16x the
-compute), narrower projector, bf16 + channels_last, short runs."""
+compute), narrower projector, bf16 + channels_last, short runs. Its rendered benchmarks zoom the
+3DIEBench camera (field of view 0.42 rad instead of 0.691) so objects span ~35 px of the 64 instead of
+~21 px."""
 
 PRESETS: dict[str, Config] = {"paper": PAPER, "cpu-small": CPU_SMALL}
 
