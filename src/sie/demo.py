@@ -43,7 +43,9 @@ DEMO_SIZES: dict[str, DemoSize] = {
     # A check that everything runs (a couple of minutes); it learns little.
     "tiny": DemoSize(5, 12, 8, 64, epochs=4, batch_size=16, probe_epochs=10, disk_mb=400, memory_mb=2500),
     # The default: 500 optimizer steps of 64 pairs, about 10 minutes on a 2-core CPU (benchmarks/README.md).
-    "small": DemoSize(10, 48, 10, 64, epochs=100, batch_size=64, probe_epochs=40, disk_mb=800, memory_mb=3500),
+    "small": DemoSize(
+        10, 48, 10, 64, epochs=100, batch_size=64, probe_epochs=40, disk_mb=800, memory_mb=3500
+    ),
 }
 
 
