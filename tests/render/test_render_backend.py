@@ -198,3 +198,19 @@ def test_rendering_is_deterministic_and_adaptive_antialiasing_matches_full() -> 
     assert (diff > 8).mean() < 0.005
     single = _render(mesh, latents, spp=1, antialias="full", size=96).images
     assert np.abs(full.astype(int) - single.astype(int)).mean() > diff.mean()  # supersampling changes edges
+
+
+def test_no_cuda_warning_on_a_machine_without_an_nvidia_driver() -> None:
+    import ctypes.util
+    import subprocess
+    import sys
+
+    if ctypes.util.find_library("cuda") is not None:
+        pytest.skip("an NVIDIA driver library is present: Warp's CUDA messages are meaningful here")
+    done = subprocess.run(
+        [sys.executable, "-c", "import sie.render.backends.warp_backend, warp; warp.get_devices()"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "CUDA" not in done.stderr, done.stderr

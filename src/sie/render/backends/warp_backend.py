@@ -14,7 +14,9 @@ supersamples every pixel. Linear radiance is encoded to 8-bit sRGB through a loo
 
 from __future__ import annotations
 
+import ctypes.util
 import math
+import os
 from typing import Any
 
 import numpy as np
@@ -30,6 +32,29 @@ except ImportError as exc:  # pragma: no cover - exercised only without the rend
     raise ImportError("the warp backend needs NVIDIA Warp: pip install 'sie[render]'") from exc
 
 wp.config.log_level = wp.LOG_WARNING
+
+
+def _init_warp() -> None:
+    """Initialise Warp's runtime once, without its CUDA warning on machines that have no NVIDIA driver.
+
+    Warp's native code prints "Warp CUDA warning: Could not find or load the NVIDIA CUDA driver" to
+    stderr in every process that initialises it; on a CPU-only machine that is one line of noise per
+    render worker. Where a driver library exists the warning is left alone: then it means something.
+    """
+    if ctypes.util.find_library("cuda") is not None:
+        wp.init()
+        return
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            wp.init()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+_init_warp()
 
 __all__ = ["WarpRenderer", "srgb_lookup_table", "warp_devices"]
 
