@@ -35,6 +35,22 @@ def test_training_curves(tmp_path: Path) -> None:
     assert empty.is_file()
 
 
+def test_training_curves_keep_one_colour_per_run_across_panels() -> None:
+    # "vicreg" has no loss/inv: in that panel "supervised" must keep its own colour, not take vicreg's.
+    runs = {
+        "sie": [{"step": s, "loss": 1.0, "loss/inv": 0.1} for s in range(5)],
+        "vicreg": [{"step": s, "loss": 2.0} for s in range(5)],
+        "supervised": [{"step": s, "loss": 3.0, "loss/inv": 0.3} for s in range(5)],
+    }
+    fig = figures.training_curves(runs)
+    colours: dict[str, set[tuple[float, ...]]] = {}
+    for ax in fig.axes:
+        for line in ax.get_lines():
+            colours.setdefault(str(line.get_label()), set()).add(tuple(line.get_color()))
+    assert all(len(c) == 1 for c in colours.values()), colours
+    assert len({next(iter(c)) for c in colours.values()}) == 3
+
+
 def test_retrieval_panel(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     fig = figures.retrieval_panel(

@@ -12,6 +12,7 @@ import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import numpy.typing as npt
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -79,6 +80,9 @@ def training_curves(runs: Mapping[str, Sequence[Mapping[str, object]]], max_pane
     rows = math.ceil(len(keys) / cols)
     fig = _figure(3.2 * cols, 2.4 * rows)
     axes = fig.subplots(rows, cols, squeeze=False)
+    # One colour per run across all panels (a run missing from a panel must not shift the others').
+    palette = matplotlib.colormaps["tab10" if len(runs) <= 10 else "tab20"]
+    colours = {name: palette(i % palette.N) for i, name in enumerate(runs)}
     for ax, key in zip(axes.flat, keys, strict=False):
         for name, records in runs.items():
             pts = [
@@ -88,7 +92,9 @@ def training_curves(runs: Mapping[str, Sequence[Mapping[str, object]]], max_pane
             ]
             if pts:
                 xs, ys = zip(*pts, strict=True)
-                ax.plot(xs, ys, label=name, lw=1.2, marker="." if len(pts) < 30 else None)
+                ax.plot(
+                    xs, ys, label=name, lw=1.2, color=colours[name], marker="." if len(pts) < 30 else None
+                )
         ax.set_title(key, fontsize=9)
         ax.set_xlabel("step", fontsize=8)
         ax.tick_params(labelsize=7)
