@@ -9,6 +9,7 @@ Each function takes the arrays that ``sie eval`` stores in ``RUN/eval/figures.np
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -179,7 +180,8 @@ def latent_steering(sweeps: Sequence[Mapping[str, object]]) -> Figure:
         fig.colorbar(sc, ax=ax, label=str(sweep.get("value_label", "")))
         ax.set_xlabel("PC 1")
         ax.set_ylabel("PC 2")
-        ax.set_title(str(sweep.get("title", "")), fontsize=8)
+        # Object ids are long (SYNSET/64-hex); wrap so neighbouring panels' titles do not overlap.
+        ax.set_title("\n".join(textwrap.wrap(str(sweep.get("title", "")), 40)), fontsize=8)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7, loc="best")
     return fig
