@@ -184,8 +184,9 @@ class EvalConfig:
     )
     feature_batch_size: int = param(256, "batch size of the one-off feature extraction")
     tasks: tuple[str, ...] = param(
-        ("classification", "rotation", "colour", "translation", "absolute_rotation", "retrieval"),
-        "protocol parts to run (translation only on -T datasets, retrieval only with a predictor)",
+        ("classification", "rotation", "colour", "translation", "absolute_rotation", "retrieval", "rank"),
+        "protocol parts to run (translation only on -T datasets, retrieval only with a predictor; rank = "
+        "RankMe effective rank of the val features)",
     )
     ood_split: str = param(
         "",

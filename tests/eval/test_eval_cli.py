@@ -76,9 +76,11 @@ def test_results_json_records(evaluated: dict[str, Path], tiny_dataset: Path) ->
     assert per_seed[0] == per_seed[1] == 3 * (2 + 3)  # 3 parts x (top-1, top-5, 3 regression R²)
     assert {(k[0], k[3]) for k in keys if k[1] == "retrieval"} >= {("MRR", "val-val"), ("H@10", "train-train"),
                                                                    ("PRE", "val-all")}  # fmt: skip
+    ranks = {k[2] for k in keys if k[1] == "rank"}
+    assert ranks == {"inv", "equi", "full", "embedding"}  # RankMe per part and of the embeddings
     for r in res["records"]:
         assert r["checkpoint_hash"] == res["checkpoint_hash"] and r["manifest_hash"]
-        assert r["chance"] is not None and np.isfinite(r["value"])
+        assert (r["chance"] is None) == (r["task"] == "rank") and np.isfinite(r["value"])
     top1_full = next(s for s in res["summary"] if (s["metric"], s["part"]) == ("top1", "full"))
     assert top1_full["n"] == 2 and top1_full["chance"] == pytest.approx(1 / 3)
     arrays = np.load(evaluated["sie"] / "eval" / "figures.npz")

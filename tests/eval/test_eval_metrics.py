@@ -186,3 +186,36 @@ def test_constant_predictor_r2_of_colour_deltas_is_near_zero() -> None:
     hues = torch.rand(200_000, 2, 2, generator=gen, dtype=torch.float64)
     deltas = hues[:, 1] - hues[:, 0]  # floor and spot hue differences, not wrapped (reference)
     assert m.constant_predictor_r2(deltas[:100_000], deltas[100_000:]) == pytest.approx(0.0, abs=0.003)
+
+
+# ---- effective rank (RankMe) ----------------------------------------------------------------------
+
+
+def test_effective_rank_of_hand_made_matrices() -> None:
+    # diag(2, 2, 2, 0): three equal singular values -> p = (1/3, 1/3, 1/3, 0) -> exp(log 3) = 3.
+    three = torch.diag(torch.tensor([2.0, 2.0, 2.0, 0.0]))
+    assert m.effective_rank(three, eps=0.0) == pytest.approx(3.0, abs=1e-9)
+    # A rank-one matrix (every row a multiple of one vector) has effective rank 1.
+    rank_one = torch.outer(torch.arange(1.0, 6.0), torch.tensor([1.0, -2.0, 0.5]))
+    assert m.effective_rank(rank_one, eps=0.0) == pytest.approx(1.0, abs=1e-6)
+    # Singular values (3, 1): p = (3/4, 1/4) -> exp(-(3/4 log 3/4 + 1/4 log 1/4)).
+    two = torch.diag(torch.tensor([3.0, 1.0]))
+    expected = math.exp(-(0.75 * math.log(0.75) + 0.25 * math.log(0.25)))
+    assert m.effective_rank(two, eps=0.0) == pytest.approx(expected, abs=1e-12)
+
+
+def test_effective_rank_equals_a_plain_numpy_formula() -> None:
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(200, 32)) @ np.diag(np.linspace(0.1, 3.0, 32))
+    sigma = np.linalg.svd(x, compute_uv=False)
+    p = sigma / sigma.sum() + 1e-7
+    assert m.effective_rank(torch.from_numpy(x).float()) == pytest.approx(
+        float(np.exp(-(p * np.log(p)).sum())), rel=1e-5
+    )
+
+
+def test_effective_rank_refuses_empty_or_zero_features() -> None:
+    with pytest.raises(ValueError, match="non-empty"):
+        m.effective_rank(torch.zeros(0, 4))
+    with pytest.raises(ValueError, match="all-zero"):
+        m.effective_rank(torch.zeros(3, 4))

@@ -146,6 +146,22 @@ def test_protocol_parts_produce_records_with_chance_levels(tiny_dataset: Path, t
     assert scores["pre:val-all"].nearest.shape == (3 * 5,)
 
 
+def test_rank_records_the_effective_rank_of_each_part_and_of_the_embeddings(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
+    from sie.eval import metrics
+
+    inputs = inputs_for(tiny_dataset, tmp_path)
+    (inv,) = protocol.run_rank(inputs, "inv")
+    val = inputs.features["val"]
+    expected = metrics.effective_rank(val.representations[..., 0:8].reshape(-1, 8))
+    assert (inv.metric, inv.task, inv.part, inv.split, inv.seed) == ("rankme", "rank", "inv", "val", None)
+    assert inv.value == pytest.approx(expected) and 1.0 <= inv.value <= 8.0
+    assert inv.chance is None and "at most 8" in inv.chance_note
+    (emb,) = protocol.run_rank(inputs, None)
+    assert emb.part == "embedding" and 1.0 <= emb.value <= 6.0
+
+
 def test_reference_bn_mode_reruns_the_backbone_in_train_mode(tiny_dataset: Path, tmp_path: Path) -> None:
     cached = inputs_for(tiny_dataset, tmp_path)
     reference = inputs_for(tiny_dataset, tmp_path, reference_bn=True)

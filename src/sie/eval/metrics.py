@@ -36,6 +36,7 @@ __all__ = [
     "ROTATION_RANGE",
     "constant_predictor_r2",
     "cosine_similarities_own_gallery",
+    "effective_rank",
     "expected_hits_at_k",
     "expected_reciprocal_ranks",
     "majority_class_accuracy",
@@ -88,6 +89,23 @@ def constant_predictor_r2(fit_targets: Tensor, eval_targets: Tensor) -> float:
         )
     mean = fit_targets.detach().to(torch.float64).mean(dim=0, keepdim=True)
     return pooled_r2(mean.expand(eval_targets.shape[0], -1), eval_targets)
+
+
+def effective_rank(features: Tensor, eps: float = 1e-7) -> float:
+    """RankMe (Garrido et al., ICML 2023): the effective rank of features (N, D), in [1, min(N, D)].
+
+    ``exp(-sum_k p_k log p_k)`` with ``p_k = sigma_k / sum(sigma) + eps`` over the singular values
+    ``sigma`` of the (uncentred) feature matrix, in float64. It equals ``r`` for a matrix with ``r``
+    equal non-zero singular values, and falls towards 1 under dimensional collapse.
+    """
+    if features.ndim != 2 or features.shape[0] == 0 or features.shape[1] == 0:
+        raise ValueError(f"expected a non-empty (N, D) feature matrix; got {tuple(features.shape)}")
+    sigma = torch.linalg.svdvals(features.detach().to(torch.float64))
+    total = sigma.sum()
+    if float(total) == 0.0:
+        raise ValueError("effective_rank is undefined for an all-zero feature matrix")
+    p = sigma / total + eps
+    return float(torch.exp(-torch.special.xlogy(p, p).sum()))  # 0 log 0 = 0 when eps = 0
 
 
 def top_k_accuracy(logits: Tensor, labels: Tensor, k: int = 1) -> float:

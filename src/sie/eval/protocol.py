@@ -8,7 +8,9 @@ part, split and probe seed) together with the chance level of the metric on the 
   3DIEBench because of the pooled mean, research/sie.md §7.1; colour ≈ 0);
 * MRR / H@k: a uniformly random ranking of the V views (``H_V / V``, ``k / V``);
 * PRE: a retrieved rotation independent of the query's (≈ 0.627 on 3DIEBench), estimated on the
-  gallery's own rotations.
+  gallery's own rotations;
+* RankMe (effective rank of the val features, no training): no chance level; its upper bound
+  ``min(N, D)`` is written in the record's note.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ __all__ = [
     "Record",
     "predictor_transform",
     "run_classification",
+    "run_rank",
     "run_regression",
     "run_retrieval",
 ]
@@ -151,6 +154,39 @@ def run_classification(inputs: EvalInputs, part_name: str, seed: int) -> list[Re
             inputs.probe_settings("linear"),
         )
         for k in (1, 5)
+    ]
+
+
+# ---- effective rank ------------------------------------------------------------------------------------
+
+
+def run_rank(inputs: EvalInputs, part_name: str | None) -> list[Record]:
+    """RankMe of every val view's features: of representation part ``part_name``, or of the
+    predictor-space embeddings when ``part_name`` is None (part ``embedding``); no probe, no seed."""
+    start = time.perf_counter()
+    val_f = inputs.features["val"]
+    if part_name is None:
+        if val_f.embeddings is None:
+            return []
+        table = val_f.embeddings
+    else:
+        table = val_f.representations[..., inputs.parts[part_name]]
+    flat = table.reshape(-1, table.shape[-1]).float().cpu()
+    value = metrics.effective_rank(flat)
+    bound = min(flat.shape)
+    return [
+        Record(
+            "rankme",
+            "rank",
+            part_name or "embedding",
+            "val",
+            None,
+            value,
+            None,
+            f"effective rank of {flat.shape[0]} x {flat.shape[1]} features; at most {bound}",
+            True,
+            time.perf_counter() - start,
+        )
     ]
 
 

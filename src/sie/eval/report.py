@@ -6,7 +6,8 @@ base64, so it opens offline and can be mailed) and ``DIR/figures/*.png``.
 
 The main table follows the paper's layout: one row per run (method), columns top-1 accuracy per
 representation part, rotation R² per part, colour R² (full representation), and for methods with a
-predictor MRR, H@1, H@5 (val, val) and PRE (val, all); the best value of each column is in bold (the
+predictor MRR, H@1, H@5 (val, val) and PRE (val, all), and the effective rank (RankMe) of the full
+representation; the best value of each column is in bold (the
 highest, or the lowest for PRE) and a last row gives the chance level of each column.
 """
 
@@ -56,6 +57,7 @@ MAIN_COLUMNS: tuple[Column, ...] = (
     Column("H@1", "H@1", "retrieval", "embedding", "val-val"),
     Column("H@5", "H@5", "retrieval", "embedding", "val-val"),
     Column("PRE ↓", "PRE", "retrieval", "embedding", "val-all"),
+    Column("RankMe full", "rankme", "rank", "full", "val"),
 )
 
 
@@ -166,7 +168,8 @@ def main_table(runs: Sequence[RunResults]) -> Table:
     caption = (
         "Val split. Top-1: linear probe; R²: pooled-mean R² of an MLP probe on view pairs; MRR/H@k: rank of the "
         "true view among the object's views (val, val); PRE: rotation error of the nearest neighbour of the "
-        "predictor's output over all views (val, all), lower is better. n/a: the method has no predictor. "
+        "predictor's output over all views (val, all), lower is better. RankMe: effective rank of the val "
+        "representations (no chance level; near 1 = dimensional collapse). n/a: the method has no predictor. "
         "Mean ± std over probe seeds where several were run."
     )
     return Table(header, rows, bold, caption)

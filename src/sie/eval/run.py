@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 __all__ = ["RESULTS_FORMAT", "TASKS", "evaluate", "results_path", "summarise"]
 
 RESULTS_FORMAT = "sie.eval.results"
-TASKS = ("classification", *REGRESSION_TASKS, "retrieval")
+TASKS = ("classification", *REGRESSION_TASKS, "retrieval", "rank")
 _PART_ORDER = ("inv", "equi", "full")
 
 _log = get_logger(__name__)
@@ -261,6 +261,10 @@ def evaluate(
                 _add(records, recs)
                 if i == 0 and task.name == "rotation" and eval_cfg.figures:
                     arrays.update(figure_data.orbit_error_arrays(part_name, *outputs["val"]))
+    if "rank" in eval_cfg.tasks:
+        for part_name in parts:
+            _add(records, protocol.run_rank(inputs, part_name))
+        _add(records, protocol.run_rank(inputs, None))
     if want_retrieval:
         recs, scores, _ = protocol.run_retrieval(inputs)
         _add(records, recs)
