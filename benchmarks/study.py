@@ -74,6 +74,8 @@ TABLE_COLUMNS: list[tuple[str, str, str, str, str, bool]] = [
     ("retrieval", "MRR", "embedding", "val-val", "MRR", True),
     ("retrieval", "H@1", "embedding", "val-val", "H@1", True),
     ("retrieval", "PRE", "embedding", "val-all", "PRE ↓", False),
+    ("rank", "rankme", "full", "val", "RankMe full", True),
+    ("rank", "rankme", "embedding", "val", "RankMe emb.", True),
 ]
 
 
@@ -196,6 +198,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: the size's)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--only", nargs="*", default=None, help="method slugs to run (default: all)")
+    parser.add_argument(
+        "--reevaluate",
+        action="store_true",
+        help="evaluate finished runs again (e.g. after the protocol gained a metric); keeps their training times",
+    )
     args = parser.parse_args(argv)
     setup_logging()
     spec = SIZES[args.size]
@@ -219,6 +226,13 @@ def main(argv: list[str] | None = None) -> None:
             run_dir = out / "runs" / key
             run_dirs.append(run_dir)
             if key in records and (run_dir / "eval" / "results.json").is_file():
+                if args.reevaluate:
+                    cfg = demo_config(spec, method=method, device="cpu", seed=seed, data_root=packed_dir)
+                    cfg = apply_overrides(cfg, overrides) if overrides else cfg
+                    t1 = time.perf_counter()
+                    evaluate(run_dir, packed_dir, cfg, preset_name=f"study-{args.size}")
+                    records[key]["eval_s"] = round(time.perf_counter() - t1, 1)
+                    record_path.write_text(json.dumps(records, indent=2))
                 continue
             cfg = demo_config(spec, method=method, device="cpu", seed=seed, data_root=packed_dir)
             cfg = apply_overrides(cfg, overrides) if overrides else cfg
