@@ -48,7 +48,7 @@ def save_png(fig: Figure, path: str | Path) -> Path:
     """Write ``fig`` as a PNG at ``path`` (parents created) and return the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", dpi=_DPI)
+    fig.savefig(path, format="png", dpi=_DPI, bbox_inches="tight")  # keeps legends placed outside the axes
     return path
 
 
@@ -103,7 +103,16 @@ def training_curves(runs: Mapping[str, Sequence[Mapping[str, object]]], max_pane
     for ax in list(axes.flat)[len(keys) :]:
         ax.set_axis_off()
     if len(runs) > 1:
-        axes.flat[0].legend(fontsize=7)
+        handles, labels = [], []
+        for ax in axes.flat:  # one entry per run, from whichever panel first drew it
+            for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+                if label not in labels:
+                    handles.append(handle)
+                    labels.append(label)
+        if len(runs) <= 4:
+            axes.flat[0].legend(handles, labels, fontsize=7)
+        else:  # many runs: a legend inside a panel would hide its curves
+            fig.legend(handles, labels, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     return fig
 
 
