@@ -58,3 +58,5 @@ def test_study_runs_aggregates_seeds_and_reevaluates(tmp_path: Path) -> None:
     study.main([*args, "--reevaluate"])
     again = json.loads((out / "study.json").read_text())
     assert {k: r["train_s"] for k, r in again.items()} == train_s  # training times survive a re-evaluation
+    assert all("reevaluate_s" in r for r in again.values())
+    assert "total_s" in json.loads((out / "study_meta.json").read_text())
