@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 # torch/torchvision are installed first and pinned so pip takes the releases that lie on local disk
 # here; override on other machines, e.g. `make test TORCH_SPEC="torch torchvision"`.
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
-EXTRAS ?= dev,render,report
+EXTRAS ?= dev,render,embree,report
 # Type-checked with mypy --strict: the pure maths (geometry, losses, metrics), config, and the data and
 # eval packages; the list grows as modules are made strict-clean.
 MYPY_TARGETS := $(wildcard src/sie/geometry.py src/sie/losses.py src/sie/config.py src/sie/eval src/sie/data)

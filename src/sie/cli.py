@@ -517,7 +517,7 @@ def _register_render(sub: _SubParsers) -> None:
         "--shard", default="0/1", metavar="I/N", help="render only objects I, I+N, I+2N, ... of the plan"
     )
     p.add_argument("--seed", type=int, default=None, metavar="S", help="generator seed")
-    p.add_argument("--backend", default=None, metavar="NAME", help="render backend: auto | warp")
+    p.add_argument("--backend", default=None, metavar="NAME", help="render backend: auto | warp | embree")
     p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N")
     p.add_argument(
         "--orbit", default=None, metavar="FACTOR", help="orbit sweep of one factor (rot_x ... trans_z)"

@@ -214,7 +214,7 @@ class RenderConfig:
         "base", "base, translated (-T) or out-of-distribution rotations"
     )
     samples_per_pixel: int = param(4, "anti-aliasing rays per pixel")
-    backend: str = param("auto", "render backend (auto picks the best installed)")
+    backend: str = param("auto", "render backend: auto | warp | embree (auto: warp if installed)")
     val_fraction: float = param(0.2, "fraction of each class's objects in the val split")
     seed: int = param(0, "generator seed; images depend only on it, not on workers or shards")
     workers: int = param(0, "render processes (0 = all cores)")

@@ -1,4 +1,4 @@
-"""The Warp backend against geometry computed independently in this file.
+"""Every installed backend against geometry computed independently in this file.
 
 Camera: position on the sphere r = 2.5 at polar pi/4, azimuth pi/2, looking at the origin with +Z up,
 field of view 0.691111 rad; a point projects to pixel (column, row) by the plain pinhole formula
@@ -14,9 +14,7 @@ import math
 import numpy as np
 import pytest
 
-pytest.importorskip("warp")
-
-from sie.render.backends import RenderSettings, create_renderer
+from sie.render.backends import RenderSettings, backend_status, create_renderer
 from sie.render.mesh import Mesh
 from sie.render.procedural import procedural_mesh
 from sie.render.procedural.parts import ellipsoid
@@ -24,6 +22,14 @@ from sie.render.scene import SceneSpec, views_from_latents
 
 SIZE = 64
 FOV = 0.691111
+
+
+@pytest.fixture(params=["warp", "embree"])
+def backend(request: pytest.FixtureRequest) -> str:
+    problem = backend_status()[request.param]
+    if problem is not None:
+        pytest.skip(f"backend {request.param} is not installed: {problem}")
+    return str(request.param)
 
 
 def _camera() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -62,9 +68,10 @@ def _render(
     antialias: str = "full",
     size: int = SIZE,
     scene: SceneSpec | None = None,
+    backend: str = "warp",
 ):
     renderer = create_renderer(
-        "warp", RenderSettings(size=size, samples_per_pixel=spp, antialias=antialias), scene, device="cpu"
+        backend, RenderSettings(size=size, samples_per_pixel=spp, antialias=antialias), scene, device="cpu"
     )
     renderer.set_mesh(mesh)
     return renderer.render(views_from_latents(np.atleast_2d(latents)), object_mask=True)
@@ -95,11 +102,11 @@ def _rot(a: np.ndarray) -> np.ndarray:
     ],
 )
 def test_known_pose_puts_the_object_centre_at_the_expected_pixel(
-    angles: tuple[float, float, float], translation: tuple[float, float, float]
+    angles: tuple[float, float, float], translation: tuple[float, float, float], backend: str
 ) -> None:
     offset = np.array([0.4, 0.0, 0.1])
     latents = np.array([*angles, 0.5, 0.3, 1.0, 0.2, *translation])
-    out = _render(_marker(tuple(offset)), latents)
+    out = _render(_marker(tuple(offset)), latents, backend=backend)
     assert out.object_mask is not None
     rows, cols = np.nonzero(out.object_mask[0])
     assert len(rows) > 4
@@ -109,7 +116,7 @@ def test_known_pose_puts_the_object_centre_at_the_expected_pixel(
     np.testing.assert_allclose(got, expected, atol=0.6)
 
 
-def test_a_narrower_field_of_view_zooms_in_about_the_image_centre() -> None:
+def test_a_narrower_field_of_view_zooms_in_about_the_image_centre(backend: str) -> None:
     # The same off-centre marker, 3DIEBench's lens and one of half the field of view: the marker lands
     # where the pinhole formula with each angle puts it, and its footprint grows by (tan ratio)^2.
     offset = np.array([0.3, 0.0, 0.15])
@@ -117,7 +124,9 @@ def test_a_narrower_field_of_view_zooms_in_about_the_image_centre() -> None:
     narrow = FOV / 2
     masks = {}
     for fov in (FOV, narrow):
-        out = _render(_marker(tuple(offset), radius=0.04), latents, scene=SceneSpec(field_of_view=fov))
+        out = _render(
+            _marker(tuple(offset), radius=0.04), latents, scene=SceneSpec(field_of_view=fov), backend=backend
+        )
         assert out.object_mask is not None
         rows, cols = np.nonzero(out.object_mask[0])
         expected = _project(_rot(latents[:3]) @ offset, fov=fov)
@@ -127,10 +136,10 @@ def test_a_narrower_field_of_view_zooms_in_about_the_image_centre() -> None:
     assert masks[narrow] / masks[FOV] == pytest.approx(zoom**2, rel=0.25)
 
 
-def test_floor_colour_away_from_the_spot_is_sun_plus_ambient() -> None:
+def test_floor_colour_away_from_the_spot_is_sun_plus_ambient(backend: str) -> None:
     hue = 0.37
     latents = np.array([0.0, 0.0, 0.0, hue, 0.0, 0.0, 0.5, 0.0, 0.0, 60.0])  # object far above the camera
-    image = _render(_marker((0.0, 0.0, 0.0)), latents).images[0]
+    image = _render(_marker((0.0, 0.0, 0.0)), latents, backend=backend).images[0]
     irradiance = 1.5 / math.pi + 0.05
     expected = [round(255 * _srgb(c * irradiance)) for c in colorsys.hsv_to_rgb(hue, 0.6, 0.6)]
     for corner in (image[0, 0], image[0, -1]):  # far floor, outside the spot's pool
@@ -138,9 +147,11 @@ def test_floor_colour_away_from_the_spot_is_sun_plus_ambient() -> None:
 
 
 @pytest.mark.parametrize(("theta", "phi"), [(0.0, 0.0), (math.pi / 8, 0.0), (math.pi / 5, 2.0)])
-def test_spot_pool_is_the_cone_of_half_angle_pi_over_16_aimed_at_the_origin(theta: float, phi: float) -> None:
+def test_spot_pool_is_the_cone_of_half_angle_pi_over_16_aimed_at_the_origin(
+    theta: float, phi: float, backend: str
+) -> None:
     latents = np.array([0.0, 0.0, 0.0, 0.0, theta, phi, 0.0, 0.0, 0.0, 60.0])
-    image = _render(_marker((0.0, 0.0, 0.0)), latents).images[0].astype(int)
+    image = _render(_marker((0.0, 0.0, 0.0)), latents, backend=backend).images[0].astype(int)
     lit = image[..., 0] > image[0, 0, 0] + 8  # the spot's hue 0 is red
     # Independent: the floor point seen through each pixel centre, inside the cone or not.
     c, r, u, f = _camera()
@@ -161,7 +172,7 @@ def test_spot_pool_is_the_cone_of_half_angle_pi_over_16_aimed_at_the_origin(thet
     assert lit[outer].mean() < 0.03
 
 
-def test_the_spot_casts_a_shadow_below_the_object() -> None:
+def test_the_spot_casts_a_shadow_below_the_object(backend: str) -> None:
     part = ellipsoid(0.3, 0.3, 0.3, rings=16, segments=32)
     ball = Mesh(
         part.vertices.astype(np.float32),
@@ -169,7 +180,7 @@ def test_the_spot_casts_a_shadow_below_the_object() -> None:
         np.full((len(part.faces), 3), 0.8, np.float32),
     )
     latents = np.array([0.0, 0.0, 0.0, 0.1, 0.0, 0.0, 0.6])
-    image = _render(ball, latents).images[0].astype(int)
+    image = _render(ball, latents, backend=backend).images[0].astype(int)
     shadow = np.round(_project(np.array([0.0, 0.0, -1.0]))).astype(int)
     lit = np.round(_project(np.array([0.65, 0.0, -1.0]))).astype(int)
     far = image[2, SIZE // 2]
@@ -177,7 +188,7 @@ def test_the_spot_casts_a_shadow_below_the_object() -> None:
     assert image[lit[1], lit[0]].sum() > image[shadow[1], shadow[0]].sum() + 40
 
 
-def test_rendering_is_deterministic_and_adaptive_antialiasing_matches_full() -> None:
+def test_rendering_is_deterministic_and_adaptive_antialiasing_matches_full(backend: str) -> None:
     mesh = procedural_mesh("03001627", 0, 0)
     rng = np.random.default_rng(0)
     latents = np.column_stack(
@@ -189,14 +200,14 @@ def test_rendering_is_deterministic_and_adaptive_antialiasing_matches_full() -> 
             rng.random(3),
         ]
     )
-    full = _render(mesh, latents, spp=4, antialias="full", size=96).images
-    again = _render(mesh, latents, spp=4, antialias="full", size=96).images
-    adaptive = _render(mesh, latents, spp=4, antialias="adaptive", size=96).images
+    full = _render(mesh, latents, spp=4, antialias="full", size=96, backend=backend).images
+    again = _render(mesh, latents, spp=4, antialias="full", size=96, backend=backend).images
+    adaptive = _render(mesh, latents, spp=4, antialias="adaptive", size=96, backend=backend).images
     np.testing.assert_array_equal(full, again)
     diff = np.abs(full.astype(int) - adaptive.astype(int))
     assert diff.mean() < 0.3
     assert (diff > 8).mean() < 0.005
-    single = _render(mesh, latents, spp=1, antialias="full", size=96).images
+    single = _render(mesh, latents, spp=1, antialias="full", size=96, backend=backend).images
     assert np.abs(full.astype(int) - single.astype(int)).mean() > diff.mean()  # supersampling changes edges
 
 

@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sie.render.mesh import Mesh, MeshProblem, corner_normals, is_watertight, mesh_problem, normalize_mesh
+from sie.render.mesh import (
+    Mesh,
+    MeshProblem,
+    corner_normals,
+    is_watertight,
+    mesh_problem,
+    normalize_mesh,
+    weld,
+)
 from sie.render.procedural.parts import box, ellipsoid, lathe
 
 
@@ -102,3 +110,40 @@ def test_corner_normals_equal_a_plain_loop_over_faces_sharing_each_vertex() -> N
                 if shares and np.dot(unit[f], unit[g]) >= np.cos(np.radians(30.0)):
                     total += cross[g]
             np.testing.assert_allclose(got[f, c], total / np.linalg.norm(total), atol=1e-5)
+
+
+def _closed_by_counting(faces: np.ndarray) -> bool:
+    """Independent formula: count every undirected edge with a dictionary."""
+    counts: dict[tuple[int, int], int] = {}
+    for a, b, c in faces.tolist():
+        for u, v in ((a, b), (b, c), (c, a)):
+            if u != v:
+                key = (min(u, v), max(u, v))
+                counts[key] = counts.get(key, 0) + 1
+    return bool(counts) and all(n == 2 for n in counts.values())
+
+
+def test_watertight_check_matches_edge_counting() -> None:
+    from sie.render.mesh import _closed
+
+    rng = np.random.default_rng(0)
+    tetra = np.array([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]])
+    cases = [
+        tetra,  # closed
+        tetra[:-1],  # a hole
+        np.concatenate([tetra, tetra]),  # every edge four times
+        np.concatenate([tetra, [[0, 1, 4]]]),  # one edge shared by three faces
+        np.array([[0, 0, 1]]),  # collapsed face only
+    ]
+    for _ in range(40):  # random small soups: mostly open, some closed by chance
+        cases.append(rng.integers(0, 5, size=(int(rng.integers(1, 9)), 3)))
+    for faces in cases:
+        assert _closed(faces) == _closed_by_counting(faces), faces
+
+
+def test_normalize_mesh_reuses_one_weld_for_watertightness_and_normals() -> None:
+    cube = box(1.0, 2.0, 3.0)
+    part = normalize_mesh(cube.vertices, cube.faces, check_watertight=True)
+    assert part.watertight is True
+    assert "vertex_groups" in part.__dict__  # cached by the watertightness check
+    np.testing.assert_array_equal(part.vertex_groups, weld(part.vertices))

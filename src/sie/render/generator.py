@@ -355,8 +355,8 @@ def render_dataset(
     plan = build_plan(source, cfg)
     identity = dataset_identity(cfg, plan)
     check_output_dir(root, cfg, identity)
-    backend_name = resolve_backend_name(cfg.backend)
     device = _resolve_device(cfg.device)
+    backend_name = resolve_backend_name(cfg.backend, device)
     root.mkdir(parents=True, exist_ok=True)
     manifest = read_manifest(root)
     mine = [o for o in plan.objects if o.index % count == index]

@@ -11,6 +11,7 @@ reference moves the box centre to the origin).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -60,6 +61,12 @@ class Mesh:
         """(2, 3) min and max corners of the bounding box."""
         return np.stack([self.vertices.min(axis=0), self.vertices.max(axis=0)])
 
+    @cached_property
+    def vertex_groups(self) -> np.ndarray:
+        """(V,) :func:`weld` ids of the vertices (6 decimals), computed once and shared by the
+        watertightness check and the smooth-shading normals."""
+        return weld(self.vertices)
+
 
 def _face_cross(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """(F, 3) cross products of two edges of every face (length = twice the area), float64."""
@@ -75,6 +82,14 @@ def mesh_problem(vertices: np.ndarray, faces: np.ndarray) -> str | None:
     Checks, in order: shapes, no vertices or faces, non-finite coordinates, out-of-range indices,
     every face of zero area, and a bounding box of zero size.
     """
+    problem = _structure_problem(vertices, faces)
+    if problem is None:
+        problem = _geometry_problem(vertices, faces, _face_cross(vertices, faces))
+    return problem
+
+
+def _structure_problem(vertices: np.ndarray, faces: np.ndarray) -> str | None:
+    """The checks of :func:`mesh_problem` that come before any geometry can be computed."""
     if vertices.ndim != 2 or vertices.shape[1] != 3:
         return f"vertices have shape {vertices.shape}; expected (V, 3)"
     if faces.ndim != 2 or faces.shape[1] != 3:
@@ -85,8 +100,12 @@ def mesh_problem(vertices: np.ndarray, faces: np.ndarray) -> str | None:
         return "vertex coordinates contain NaN or infinity"
     if faces.min() < 0 or faces.max() >= len(vertices):
         return f"face indices out of range [0, {len(vertices)})"
-    areas = np.linalg.norm(_face_cross(vertices, faces), axis=1)
-    if not (areas > 0).any():
+    return None
+
+
+def _geometry_problem(vertices: np.ndarray, faces: np.ndarray, cross: np.ndarray) -> str | None:
+    """The area and extent checks of :func:`mesh_problem`, given the faces' edge cross products."""
+    if not cross.any():
         return f"degenerate mesh: all {len(faces)} faces have zero area"
     extent = vertices.max(axis=0) - vertices.min(axis=0)
     if float(np.linalg.norm(extent)) <= _MIN_EXTENT:
@@ -108,15 +127,24 @@ def weld(vertices: np.ndarray, decimals: int = 6) -> np.ndarray:
 
 def is_watertight(vertices: np.ndarray, faces: np.ndarray, decimals: int = 6) -> bool:
     """True when, after merging vertices equal to ``decimals`` places, every edge has exactly two faces."""
-    f = weld(vertices, decimals)[faces]
-    edges = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
-    edges = edges[edges[:, 0] != edges[:, 1]]
-    if len(edges) == 0:
+    return _closed(weld(vertices, decimals)[faces])
+
+
+def _closed(welded_faces: np.ndarray) -> bool:
+    """True when every edge of (F, 3) faces over welded vertex ids is shared by exactly two faces."""
+    f = np.asarray(welded_faces, dtype=np.int64)
+    start = np.concatenate([f[:, 0], f[:, 1], f[:, 2]])
+    end = np.concatenate([f[:, 1], f[:, 2], f[:, 0]])
+    lo, hi = np.minimum(start, end), np.maximum(start, end)
+    proper = lo != hi  # an edge collapsed by the weld is no edge
+    lo, hi = lo[proper], hi[proper]
+    if len(lo) == 0 or len(lo) % 2:
         return False
-    lo, hi = edges.min(axis=1), edges.max(axis=1)
     keys = lo * (int(hi.max()) + 1) + hi  # one int64 per undirected edge
-    _, counts = np.unique(keys, return_counts=True)
-    return bool((counts == 2).all())
+    keys.sort()
+    # Every key exactly twice <=> sorted keys come in equal pairs, and consecutive pairs differ.
+    first, second = keys[0::2], keys[1::2]
+    return bool((first == second).all() and (second[:-1] != first[1:]).all())
 
 
 def normalize_mesh(
@@ -139,7 +167,10 @@ def normalize_mesh(
     """
     vertices = np.asarray(vertices, dtype=np.float64)
     faces = np.asarray(faces, dtype=np.int64)
-    problem = mesh_problem(vertices, faces)
+    problem = _structure_problem(vertices, faces)
+    if problem is None:
+        cross = _face_cross(vertices, faces)
+        problem = _geometry_problem(vertices, faces, cross)
     if problem is not None:
         raise MeshProblem(problem)
     if face_albedo is None:
@@ -147,18 +178,23 @@ def normalize_mesh(
     face_albedo = np.clip(np.asarray(face_albedo, dtype=np.float64), 0.0, 1.0)
     if face_albedo.shape != faces.shape:
         raise MeshProblem(f"face colours have shape {face_albedo.shape}; expected {faces.shape}")
-    keep = np.linalg.norm(_face_cross(vertices, faces), axis=1) > 0
-    faces, face_albedo = faces[keep], face_albedo[keep]
+    keep = cross.any(axis=1)  # zero cross product = zero area
+    if not keep.all():
+        faces, face_albedo = faces[keep], face_albedo[keep]
     lo, hi = vertices.min(axis=0), vertices.max(axis=0)
     scale = 1.0 / float(np.linalg.norm(hi - lo))
     centred = (vertices - (lo + hi) / 2.0) * scale
-    watertight = is_watertight(centred, faces) if check_watertight else None
-    return Mesh(
-        vertices=centred.astype(np.float32),
-        faces=faces.astype(np.int32),
+    vertices32, faces32 = centred.astype(np.float32), faces.astype(np.int32)
+    groups = weld(vertices32) if check_watertight else None
+    mesh = Mesh(
+        vertices=vertices32,
+        faces=faces32,
         face_albedo=face_albedo.astype(np.float32),
-        watertight=watertight,
+        watertight=None if groups is None else _closed(groups[faces32]),
     )
+    if groups is not None:
+        mesh.__dict__["vertex_groups"] = groups  # seed the cached_property: the normals reuse the weld
+    return mesh
 
 
 def corner_normals(mesh: Mesh, crease_degrees: float = 30.0, decimals: int = 6) -> np.ndarray:
@@ -175,8 +211,10 @@ def corner_normals(mesh: Mesh, crease_degrees: float = 30.0, decimals: int = 6) 
     flat = np.repeat(face_n[:, None, :], 3, axis=1)
     if crease_degrees <= 0:
         return flat.astype(np.float32)
-    corner_vertex = weld(mesh.vertices, decimals)[mesh.faces].reshape(-1)  # (3F,)
+    groups = mesh.vertex_groups if decimals == 6 else weld(mesh.vertices, decimals)
+    corner_vertex = groups[mesh.faces].reshape(-1)  # (3F,)
     corner_face = np.repeat(np.arange(len(mesh.faces)), 3)
+    corner_cross = np.repeat(cross, 3, axis=0)  # = cross[corner_face], without a gather
     n_vertices = int(corner_vertex.max()) + 1
     cos_crease = np.cos(np.radians(crease_degrees))
 
@@ -185,13 +223,13 @@ def corner_normals(mesh: Mesh, crease_degrees: float = 30.0, decimals: int = 6) 
 
     # Fast path: at a vertex whose face normals all lie within half the crease angle of their mean,
     # every pair is within the crease angle, so every corner there gets the full (area-weighted) mean.
-    total = per_vertex_sum(corner_vertex, cross[corner_face], n_vertices)
+    total = per_vertex_sum(corner_vertex, corner_cross, n_vertices)
     mean = total / np.maximum(np.linalg.norm(total, axis=1, keepdims=True), 1e-30)
-    close = np.einsum("ij,ij->i", face_n[corner_face], mean[corner_vertex]) >= np.cos(
+    result = mean[corner_vertex]
+    close = np.einsum("ij,ij->i", np.repeat(face_n, 3, axis=0), result) >= np.cos(
         np.radians(crease_degrees) / 2
     )
     smooth_vertex = np.bincount(corner_vertex, weights=~close, minlength=n_vertices) == 0
-    result = mean[corner_vertex]
     # Other vertices (creases, cones): compare every pair of corners that share the vertex.
     hard = np.flatnonzero(~smooth_vertex[corner_vertex])
     if len(hard):

@@ -36,6 +36,7 @@ __all__ = [
     "camera_frame",
     "hsv_to_rgb",
     "light_disk_offsets",
+    "light_pattern_rotation",
     "pixel_offsets",
     "project_points",
     "spherical_to_cartesian",
@@ -228,3 +229,18 @@ def light_disk_offsets(samples: int) -> np.ndarray:
     radius = np.sqrt((k + 0.5) / samples)
     angle = k * math.pi * (3.0 - math.sqrt(5.0))
     return np.stack([radius * np.cos(angle), radius * np.sin(angle)], axis=1).astype(np.float32)
+
+
+LIGHT_PATTERN_SEED = 20230217
+"""Seed of :func:`light_pattern_rotation` (fixed: images depend only on the scene)."""
+
+
+def light_pattern_rotation(size: int) -> np.ndarray:
+    """(size, size, 2) float32 cos, sin of the angle by which pixel (row, column) turns the light-disk pattern.
+
+    Turning the pattern per pixel spreads the few light samples of neighbouring pixels over the
+    disk, so penumbrae show fine noise instead of banding. The angles depend on the pixel only
+    (never on batching, backend or device), and every backend reads this one table.
+    """
+    angle = np.random.default_rng(LIGHT_PATTERN_SEED).uniform(0.0, 2.0 * math.pi, size=(size, size))
+    return np.stack([np.cos(angle), np.sin(angle)], axis=-1).astype(np.float32)

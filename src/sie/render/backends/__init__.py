@@ -1,9 +1,14 @@
-"""Render backends, chosen by name; ``auto`` takes the best one installed and says which.
+"""Render backends, chosen by name; ``auto`` takes the best one installed for the device and says which.
 
 =======  ============================================================================
 name     what it needs
 =======  ============================================================================
-warp     ``warp-lang`` (the ``render`` extra): NVIDIA Warp ray casting, CPU or CUDA
+warp     ``warp-lang`` (the ``render`` extra): NVIDIA Warp ray casting, one compiled
+         kernel for CPU and CUDA; the fastest, ``auto``'s choice wherever it is installed
+embree   ``embreex`` (the ``embree`` extra): Intel Embree ray casting with numpy shading,
+         CPU only, about 2-2.5x slower than warp on a CPU; an independent second
+         implementation of the same scene (tests check both give the same images), and
+         ``auto``'s choice on a CPU without Warp
 =======  ============================================================================
 """
 
@@ -28,10 +33,14 @@ __all__ = [
 
 _log = get_logger(__name__)
 
-BACKENDS: dict[str, str] = {"warp": "sie.render.backends.warp_backend"}
-"""Backend name -> module; ``auto`` tries them in this order."""
+BACKENDS: dict[str, str] = {
+    "warp": "sie.render.backends.warp_backend",
+    "embree": "sie.render.backends.embree_backend",
+}
+"""Backend name -> module; ``auto`` tries them in this order (on a CPU)."""
 
-_CLASSES = {"warp": "WarpRenderer"}
+_CLASSES = {"embree": "EmbreeRenderer", "warp": "WarpRenderer"}
+_GPU_BACKENDS = ("warp",)
 
 
 def backend_status() -> dict[str, str | None]:
@@ -46,21 +55,42 @@ def backend_status() -> dict[str, str | None]:
     return status
 
 
-def resolve_backend_name(name: str) -> str:
-    """``auto`` -> the first available backend; a named one must exist and be importable."""
+def resolve_backend_name(name: str, device: str = "cpu") -> str:
+    """``auto`` -> the first available backend that runs on ``device``; a named one must exist and be importable.
+
+    Args:
+        name: ``auto`` or a key of :data:`BACKENDS`.
+        device: the resolved device (``cpu``, ``cuda``, ``cuda:N``): only GPU backends qualify for a GPU.
+    """
     status = backend_status()
     if name == "auto":
+        on_gpu = device.startswith("cuda")
         for candidate, problem in status.items():
-            if problem is None:
+            if problem is None and (not on_gpu or candidate in _GPU_BACKENDS):
+                if candidate != next(iter(status)):
+                    skipped = {n: p for n, p in status.items() if n != candidate and p is not None}
+                    if skipped:
+                        _log.info(
+                            "render.backend=auto: using %s (%s)",
+                            candidate,
+                            "; ".join(f"{n} unavailable: {p}" for n, p in skipped.items()),
+                        )
                 return candidate
         reasons = "; ".join(f"{n}: {p}" for n, p in status.items())
-        raise UsageError(f"no render backend is available ({reasons})")
+        raise UsageError(f"no render backend is available for device {device!r} ({reasons})")
     if name not in BACKENDS:
         raise UsageError(f"render.backend={name!r} is unknown; available: auto, {', '.join(BACKENDS)}")
     problem = status[name]
     if problem is not None:
         raise UsageError(f"render.backend={name!r} cannot be used here: {problem}")
     return name
+
+
+def _default_device() -> str:
+    """``cuda`` when PyTorch sees a GPU, else ``cpu`` (what ``device=auto`` means for the backend choice)."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def create_renderer(
@@ -70,7 +100,7 @@ def create_renderer(
     device: str = "auto",
 ) -> Renderer:
     """A ready renderer of backend ``name`` (or ``auto``) on ``device`` (``auto``, ``cpu``, ``cuda[:N]``)."""
-    resolved = resolve_backend_name(name)
+    resolved = resolve_backend_name(name, _default_device() if device == "auto" else device)
     module = importlib.import_module(BACKENDS[resolved])
     cls = getattr(module, _CLASSES[resolved])
     renderer: Renderer = cls(settings=settings or RenderSettings(), scene=scene or SceneSpec(), device=device)

@@ -24,7 +24,14 @@ import numpy as np
 from sie.errors import UsageError
 from sie.render.backends.base import RenderOutput, RenderSettings
 from sie.render.mesh import Mesh, corner_normals
-from sie.render.scene import SceneSpec, ViewBatch, camera_frame, light_disk_offsets, pixel_offsets
+from sie.render.scene import (
+    SceneSpec,
+    ViewBatch,
+    camera_frame,
+    light_disk_offsets,
+    light_pattern_rotation,
+    pixel_offsets,
+)
 
 try:
     import warp as wp
@@ -64,7 +71,6 @@ _LEAF_SIZE = 4
 _SURFACE_OFFSET = wp.constant(
     1.0e-4
 )  # shadow-ray origin offset along the geometric normal (unit-size objects)
-_ROTATION_SEED = wp.constant(20230217)  # seeds the per-pixel rotation of the light-disk pattern
 
 
 @wp.struct
@@ -78,6 +84,7 @@ class _Scene:
     spot_v: wp.array(dtype=wp.vec3)  # type: ignore[valid-type]
     pixel_offsets: wp.array(dtype=wp.vec2)  # type: ignore[valid-type]
     light_offsets: wp.array(dtype=wp.vec2)  # type: ignore[valid-type]
+    light_rotation: wp.array(dtype=wp.vec2, ndim=2)  # type: ignore[valid-type]
     mesh: wp.uint64
     face_albedo: wp.array(dtype=wp.vec3)  # type: ignore[valid-type]
     corner_normals: wp.array(dtype=wp.vec3)  # type: ignore[valid-type]
@@ -125,14 +132,6 @@ def _camera_ray(s: _Scene, i: int, j: int, offset: wp.vec2) -> wp.vec3:
     x = (2.0 * (float(j) + offset[0]) / float(s.width) - 1.0) * s.tan_half
     y = (1.0 - 2.0 * (float(i) + offset[1]) / float(s.height)) * s.tan_half
     return wp.normalize(s.forward + x * s.right + y * s.up)
-
-
-@wp.func
-def _pixel_rotation(i: int, j: int, width: int) -> wp.vec2:
-    """cos, sin of a per-pixel angle (depends on the pixel only, never on batching or device)."""
-    state = wp.rand_init(_ROTATION_SEED, i * width + j)
-    angle = 2.0 * wp.pi * wp.randf(state)
-    return wp.vec2(wp.cos(angle), wp.sin(angle))
 
 
 @wp.func
@@ -197,7 +196,7 @@ def _shade(s: _Scene, v: int, d: wp.vec3, first_light: int, light_count: int, i:
             att = att * x * x * (3.0 - 2.0 * x)
         cs_sn = wp.vec2(1.0, 0.0)
         if s.light_radius > 0.0:
-            cs_sn = _pixel_rotation(i, j, s.width)
+            cs_sn = s.light_rotation[i, j]
         origin_l = rot_t * (point - loc)
         n_lights = s.light_offsets.shape[0]
         visible = light_count
@@ -337,6 +336,9 @@ class WarpRenderer:
         self._pixel_offsets = wp.array(pixel_offsets(n), dtype=wp.vec2, device=self.device)
         self._light_offsets = wp.array(light_disk_offsets(n), dtype=wp.vec2, device=self.device)
         self._lut = wp.array(srgb_lookup_table(), dtype=wp.uint8, device=self.device)
+        self._light_rotation = wp.array(
+            light_pattern_rotation(settings.size), dtype=wp.vec2, device=self.device
+        )
 
     def describe(self) -> dict[str, str]:
         return {"name": self.name, "version": f"warp-lang {wp.config.version}", "device": self.device}
@@ -380,6 +382,7 @@ class WarpRenderer:
         s.spot_v = arr(views.spot_v, wp.vec3)
         s.pixel_offsets = self._pixel_offsets
         s.light_offsets = self._light_offsets
+        s.light_rotation = self._light_rotation
         s.mesh = self._mesh.id
         s.face_albedo = self._arrays["albedo"]
         s.corner_normals = self._arrays["normals"]
