@@ -8,10 +8,14 @@ atomic object writes, split files, manifest):
 * ``mesh50k``: a folder of ~50,000-triangle meshes (bumpy, stretched spheres made with numpy and
   written as PLY with trimesh), loaded from disk for every object.
 
-Also times the cold start of the Warp kernels (compilation into an empty kernel cache, what a fresh
-CI machine pays once) and the warm start. Prints a table and the projected hours for 3DIEBench's
-2,623,600 images. Because other processes may share the machine, it also prints the CPU time the
-render processes got (cores used) and the rate per core used.
+Each (source, size) runs two jobs, one a quarter of the other: the larger job's images/s is the
+end-to-end rate of a job that size; the extra images over the extra seconds is the *long-job rate*
+(start-up cancels: process spawn, imports, kernel load, plan, manifest, preview), the one that
+projects the hours for 3DIEBench's 2,623,600 images. Then one process renders a few objects with
+each backend, timing every step (load, prepare + BVH, render, write). Also times the cold start of
+the Warp kernels (compilation into an empty kernel cache, what a fresh CI machine pays once) and
+the warm start. Prints the CPU time the render processes got (cores used): the machine may be
+shared.
 
 Example (the numbers in benchmarks/README.md)::
 
@@ -104,20 +108,27 @@ def run(cfg: RenderConfig, workers: int) -> dict[str, float]:
         cpu0, wall0 = cpu_seconds(), time.perf_counter()
         summary = render_dataset(cfg, Path(tmp) / "ds", workers=workers, progress=False)
         wall, cpu = time.perf_counter() - wall0, cpu_seconds() - cpu0
-    rate = summary.images / wall
     return {
         "images": summary.images,
         "wall_s": wall,
-        "images_per_s": rate,
+        "images_per_s": summary.images / wall,
         "cores_used": cpu / wall,
-        "per_core": summary.images / cpu,
     }
 
 
-def steady_state(cfg: RenderConfig, objects: int) -> float:
-    """Images/s of one process once started (no imports, no process start-up): load or generate the
-    mesh, build its BVH, render every view, write JPEGs and latents. Processes do not share work, so
-    N free cores give about N times this."""
+def marginal(small: dict[str, float], large: dict[str, float]) -> float:
+    """Images/s of the extra images of the larger job: start-up (process spawn, imports, kernel
+    load, plan, manifest, preview) cancels, leaving the rate a long job runs at."""
+    extra_s = large["wall_s"] - small["wall_s"]
+    if large["images"] <= small["images"] or extra_s <= 0:
+        return float("nan")
+    return (large["images"] - small["images"]) / extra_s
+
+
+def steady_state(cfg: RenderConfig, objects: int, backend: str) -> dict[str, float]:
+    """One process once started (no imports, no process start-up): images/s and milliseconds per
+    image in each step (load or generate the mesh, prepare it and build the BVH, render every view,
+    write JPEGs and latents). Processes do not share work, so N free cores give about N times this."""
     from sie.render.backends import create_renderer
     from sie.render.generator import object_latents
     from sie.render.plan import build_plan
@@ -128,16 +139,27 @@ def steady_state(cfg: RenderConfig, objects: int) -> float:
 
     source = open_source(cfg.source, seed=cfg.seed)
     plan = build_plan(source, cfg).objects[:objects]
-    renderer = create_renderer("auto", render_settings(cfg), SceneSpec(), "cpu")
+    renderer = create_renderer(backend, render_settings(cfg), SceneSpec(), "cpu")
     renderer.warm_up()
+    steps = dict.fromkeys(("load", "prepare", "render", "write"), 0.0)
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         for obj in plan:
+            t0 = time.perf_counter()
+            mesh = source.load(obj.ref)
+            t1 = time.perf_counter()
+            renderer.set_mesh(mesh)
+            t2 = time.perf_counter()
             latents = object_latents(cfg, obj.ref.class_id, obj.ref.object_id)
-            renderer.set_mesh(source.load(obj.ref))
             images = renderer.render(views_from_latents(latents)).images
+            t3 = time.perf_counter()
             write_object(Path(tmp), obj.key, images, latents)
-        return len(plan) * cfg.views / (time.perf_counter() - start)
+            t4 = time.perf_counter()
+            for key, dt in zip(steps, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
+                steps[key] += dt
+        images_done = len(plan) * cfg.views
+        rate = images_done / (time.perf_counter() - start)
+    return {"images_per_s": rate, **{f"{k}_ms": 1e3 * v / images_done for k, v in steps.items()}}
 
 
 def main() -> None:
@@ -150,43 +172,90 @@ def main() -> None:
     parser.add_argument("--antialias", default="adaptive", choices=("adaptive", "full"))
     parser.add_argument("--views", type=int, default=50)
     parser.add_argument(
-        "--seconds", type=float, default=20.0, help="rough target duration of each measurement"
+        "--seconds", type=float, default=20.0, help="rough target duration of the larger end-to-end job"
+    )
+    parser.add_argument(
+        "--backends", nargs="+", default=["warp", "embree"], help="backends timed in one process"
+    )
+    parser.add_argument(
+        "--sources", nargs="+", default=["procedural", "mesh50k"], choices=("procedural", "mesh50k")
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()
     setup_logging("WARNING")
-    results: dict[str, object] = {"machine": f"{os.cpu_count()} cores", "workers": args.workers}
+    results: dict[str, object] = {
+        "machine": f"{os.cpu_count()} cores",
+        "workers": args.workers,
+        "spp": args.spp,
+        "antialias": args.antialias,
+    }
     results["warp_start"] = time_cold_start()
     print(
         f"warp start: cold {results['warp_start']['cold_s']:.1f} s, warm {results['warp_start']['warm_s']:.1f} s"
     )
     base = RenderConfig(views=args.views, samples_per_pixel=args.spp, antialias=args.antialias)
-    guess = {64: 600.0, 128: 200.0, 256: 60.0}  # images/s, only to size each run
+    guess = {64: 400.0, 128: 150.0, 256: 50.0}  # images/s, only to size each run
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        meshes = write_mesh_folder(Path(tmp) / "meshes", classes=2, per_class=12)
+        objects_max = max(8, math.ceil(guess.get(min(args.sizes), 50.0) * args.seconds / args.views))
+        meshes = None
+        if "mesh50k" in args.sources:
+            meshes = write_mesh_folder(Path(tmp) / "meshes", classes=2, per_class=math.ceil(objects_max / 2))
         for size in args.sizes:
-            objects = max(4, math.ceil(guess.get(size, 60.0) * args.seconds / args.views))
-            classes = min(11, objects)
-            per_class = max(2, math.ceil(objects / classes))
-            proc = replace(base, size=size, classes=classes, objects_per_class=per_class)
-            mesh = replace(
-                base,
-                size=size,
-                classes=2,
-                objects_per_class=min(12, max(2, objects // 2)),
-                source=f"folder:{meshes}",
-            )
-            for name, cfg in (("procedural", proc), ("mesh50k", mesh)):
-                r = run(cfg, args.workers)
-                one = steady_state(cfg, objects=min(8, cfg.classes * cfg.objects_per_class))
-                hours = IMAGES_3DIEBENCH / r["images_per_s"] / 3600
-                projected = IMAGES_3DIEBENCH / (one * args.workers) / 3600
-                rows.append({"source": name, "size": size, **r, "hours_2.6M": hours, "one_process": one})
+            objects = max(8, math.ceil(guess.get(size, 50.0) * args.seconds / args.views))
+            for name in args.sources:
+                if name == "procedural":
+                    classes = min(11, objects)
+                    cfg = replace(
+                        base,
+                        size=size,
+                        classes=classes,
+                        objects_per_class=max(4, math.ceil(objects / classes)),
+                    )
+                else:
+                    cfg = replace(
+                        base,
+                        size=size,
+                        classes=2,
+                        objects_per_class=max(4, math.ceil(objects / 2)),
+                        source=f"folder:{meshes}",
+                    )
+                # A job a quarter the size, same settings: the difference is the long-job rate.
+                small = run(replace(cfg, objects_per_class=max(2, cfg.objects_per_class // 4)), args.workers)
+                large = run(cfg, args.workers)
+                long_rate = marginal(small, large)
+                row: dict[str, object] = {
+                    "source": name,
+                    "size": size,
+                    **large,
+                    "marginal_images_per_s": long_rate,
+                    "hours_2.6M": IMAGES_3DIEBENCH / long_rate / 3600,
+                    "small_job": small,
+                }
+                for backend in args.backends:
+                    row[f"one_process_{backend}"] = steady_state(
+                        cfg, min(8, cfg.classes * cfg.objects_per_class), backend
+                    )
+                rows.append(row)
+                one = ", ".join(
+                    f"{b} {row[f'one_process_{b}']['images_per_s']:.1f}"  # type: ignore[index]
+                    for b in args.backends
+                )
                 print(
-                    f"{name:10s} {size:4d} px: {r['images_per_s']:7.1f} images/s end to end ({r['images']} images in"
-                    f" {r['wall_s']:.1f} s, {r['cores_used']:.2f} cores used) -> 2.6M images in {hours:.1f} h;"
-                    f" one process steady {one:.1f} images/s -> {args.workers} free cores: {projected:.1f} h"
+                    f"{name:10s} {size:4d} px: {large['images_per_s']:7.1f} images/s end to end ({large['images']} images"
+                    f" in {large['wall_s']:.1f} s, {large['cores_used']:.2f} cores); long-job rate"
+                    f" {long_rate:.1f} images/s -> 2.6M images in {row['hours_2.6M']:.1f} h; one process: {one} images/s"
+                )
+                steps = row[f"one_process_{args.backends[0]}"]
+                print(
+                    "    ms per image in one process ("
+                    + args.backends[0]
+                    + "): "
+                    + ", ".join(
+                        f"{k[:-3]} {v:.2f}"
+                        for k, v in steps.items()
+                        if k.endswith("_ms")  # type: ignore[union-attr]
+                    )
                 )
     results["rows"] = rows
     if args.json:

@@ -10,8 +10,6 @@ import logging
 import os
 import sys
 
-import torch.distributed as dist
-
 __all__ = ["get_logger", "get_rank", "is_main_process", "setup_logging"]
 
 _ROOT = "sie"
@@ -19,7 +17,10 @@ _ROOT = "sie"
 
 def get_rank() -> int:
     """This process's global rank (0 when not distributed)."""
-    if dist.is_available() and dist.is_initialized():
+    # torch.distributed can only be initialised in a process that imported it; not importing it
+    # here keeps PyTorch (~2 s) out of processes that never use it, such as render workers.
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
         return int(dist.get_rank())
     return int(os.environ.get("RANK", "0"))
 

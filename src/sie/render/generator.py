@@ -142,9 +142,9 @@ _WORKER: _Worker | None = None
 
 def _init_worker(cfg_dict: dict[str, Any], root: str, backend: str, device: str) -> None:
     global _WORKER
-    import torch
-
-    torch.set_num_threads(1)  # rotation matrices are tiny; one core per process is the plan
+    torch = sys.modules.get("torch")  # render workers do not need PyTorch, but one core each is the plan
+    if torch is not None:
+        torch.set_num_threads(1)
     cfg = config_from_dict(cfg_dict, cls=RenderConfig, source="render worker")
     _WORKER = _Worker(cfg, Path(root), backend, device)
 
