@@ -125,7 +125,7 @@ def marginal(small: dict[str, float], large: dict[str, float]) -> float:
     return (large["images"] - small["images"]) / extra_s
 
 
-def steady_state(cfg: RenderConfig, objects: int, backend: str) -> dict[str, float]:
+def steady_state(cfg: RenderConfig, objects: int, backend: str, device: str = "cpu") -> dict[str, float]:
     """One process once started (no imports, no process start-up): images/s and milliseconds per
     image in each step (load or generate the mesh, prepare it and build the BVH, render every view,
     write JPEGs and latents). Processes do not share work, so N free cores give about N times this."""
@@ -139,7 +139,7 @@ def steady_state(cfg: RenderConfig, objects: int, backend: str) -> dict[str, flo
 
     source = open_source(cfg.source, seed=cfg.seed)
     plan = build_plan(source, cfg).objects[:objects]
-    renderer = create_renderer(backend, render_settings(cfg), SceneSpec(), "cpu")
+    renderer = create_renderer(backend, render_settings(cfg), SceneSpec(), device)
     renderer.warm_up()
     steps = dict.fromkeys(("load", "prepare", "render", "write"), 0.0)
     with tempfile.TemporaryDirectory() as tmp:
@@ -180,6 +180,7 @@ def main() -> None:
     parser.add_argument(
         "--sources", nargs="+", default=["procedural", "mesh50k"], choices=("procedural", "mesh50k")
     )
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda for the Warp kernels on a GPU")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()
     setup_logging("WARNING")
@@ -193,7 +194,9 @@ def main() -> None:
     print(
         f"warp start: cold {results['warp_start']['cold_s']:.1f} s, warm {results['warp_start']['warm_s']:.1f} s"
     )
-    base = RenderConfig(views=args.views, samples_per_pixel=args.spp, antialias=args.antialias)
+    base = RenderConfig(
+        views=args.views, samples_per_pixel=args.spp, antialias=args.antialias, device=args.device
+    )
     guess = {64: 400.0, 128: 150.0, 256: 50.0}  # images/s, only to size each run
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -234,7 +237,7 @@ def main() -> None:
                 }
                 for backend in args.backends:
                     row[f"one_process_{backend}"] = steady_state(
-                        cfg, min(8, cfg.classes * cfg.objects_per_class), backend
+                        cfg, min(8, cfg.classes * cfg.objects_per_class), backend, args.device
                     )
                 rows.append(row)
                 one = ", ".join(

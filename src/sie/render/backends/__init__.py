@@ -6,7 +6,7 @@ name     what it needs
 warp     ``warp-lang`` (the ``render`` extra): NVIDIA Warp ray casting, one compiled
          kernel for CPU and CUDA; the fastest, ``auto``'s choice wherever it is installed
 embree   ``embreex`` (the ``embree`` extra): Intel Embree ray casting with numpy shading,
-         CPU only, about 2-2.5x slower than warp on a CPU; an independent second
+         CPU only, 1.7-4.4x slower than warp on a CPU; an independent second
          implementation of the same scene (tests check both give the same images), and
          ``auto``'s choice on a CPU without Warp
 =======  ============================================================================

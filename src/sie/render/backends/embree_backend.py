@@ -7,9 +7,10 @@ the object frame), shading in numpy, one Embree occlusion query for all shadow r
 it. Everything is float32 like the Warp kernels, so the two backends agree to the bit on almost
 every pixel (a test compares them): two implementations in different styles checking each other.
 
-Speed, measured on a 2-core CPU: Embree answers a query on a 50k-triangle mesh about three times
+Speed, measured on a 2-core CPU: Embree answers a query on a 50k-triangle mesh two to three times
 faster than Warp's scalar BVH traversal, but numpy shading costs several array passes per ray where
-Warp's compiled kernel costs one, so this backend renders 2-2.5x slower than ``warp``. It is
+Warp's compiled kernel costs one, so this backend renders 1.7-4.4x slower than ``warp``
+(benchmarks/README.md). It is
 ``render.backend=auto``'s choice only where Warp is not installed. CPU only.
 """
 
