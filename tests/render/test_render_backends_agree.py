@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from sie.config import RenderConfig
 from sie.errors import UsageError
 from sie.render import backends
 from sie.render.backends import RenderSettings, backend_status, create_renderer, resolve_backend_name
+from sie.render.generator import render_dataset
 from sie.render.mesh import normalize_mesh
 from sie.render.procedural import procedural_mesh
 from sie.render.scene import views_from_latents
@@ -101,3 +105,18 @@ def test_auto_takes_warp_first_and_embree_when_warp_is_missing(
         resolve_backend_name("warp", "cpu")
     with pytest.raises(UsageError, match="unknown"):
         resolve_backend_name("mitsuba", "cpu")
+
+
+def test_embree_datasets_are_deterministic_across_workers(tmp_path: Path) -> None:
+    _need("embree")
+    cfg = RenderConfig(
+        classes=2, objects_per_class=2, views=3, size=24, samples_per_pixel=2, backend="embree"
+    )
+    files = []
+    for workers in (1, 2):
+        root = tmp_path / f"w{workers}"
+        summary = render_dataset(cfg, root, workers=workers, progress=False)
+        assert summary.backend["name"] == "embree"
+        assert json.loads((root / "dataset.json").read_text())["backend"]["name"] == "embree"
+        files.append({p.relative_to(root): p.read_bytes() for p in sorted(root.rglob("*.jpg"))})
+    assert files[0] and files[0] == files[1]
