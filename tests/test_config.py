@@ -153,6 +153,7 @@ def test_precedence_preset_file_set_flags(tmp_path: Path) -> None:
         (["optim.lr=0"], r"optim\.lr=0\.0"),
         (["data.views_per_sample=1"], r"data\.views_per_sample=1 must be >= 2"),
         (["train.device=cpu", "train.precision=fp16"], r"fp16.* needs CUDA"),
+        (["model.hypernetwork_init_gain=-1"], r"model\.hypernetwork_init_gain=-1\.0 must be >= 0"),
     ],
 )
 def test_impossible_combinations_are_refused(overrides: list[str], message: str) -> None:

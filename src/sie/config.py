@@ -108,6 +108,12 @@ class ModelConfig:
     simclr_temp: float = param(0.1, "InfoNCE temperature")
     augself_mlp: str = param("1024-1024", "hidden widths of the AugSelf regressor on [h_a, h_b]")
     num_classes: int = param(55, "classes of the supervised baseline's linear head (must cover every label)")
+    hypernetwork_init_gain: float = param(
+        0.0,
+        "0 = PyTorch's default init of the hypernetwork, as the reference (a generated d x d layer then "
+        "scales a random vector by about 0.29 sqrt(d), 6.5 at d = 512); > 0 = rescale it so each "
+        "generated layer has about this gain (docs/methods.md)",
+    )
     hypernetwork_impl: Literal["factorized", "materialized"] = param(
         "factorized",
         "how the hypernetwork is applied: sum_k c_k (A_k z) without per-sample weights (same result, "
@@ -572,6 +578,7 @@ def validate(cfg: Config, source: str = "config") -> Config:
         "model.cov_coeff": m.cov_coeff,
         "model.equi_factor": m.equi_factor,
         "model.ec_weight": m.ec_weight,
+        "model.hypernetwork_init_gain": m.hypernetwork_init_gain,
     }
     for key, number in non_negative.items():
         if number < 0:

@@ -123,3 +123,50 @@ def test_mlp_predictor_concatenates_parameters_first() -> None:
     deep = MLPPredictor(5, 4, num_layers=3)
     kinds = [type(m).__name__ for m in deep.net]
     assert kinds == ["Linear", "ReLU", "Linear", "ReLU", "Linear"]
+
+
+def _measured_gain(predictor: HypernetworkPredictor, dim: int, samples: int = 512) -> float:
+    """Mean ||p_g(z)|| / ||z|| over random embeddings z and random unit quaternions g."""
+    g = torch.Generator().manual_seed(1)
+    z = torch.randn(samples, dim, generator=g)
+    q = F.normalize(torch.randn(samples, 4, generator=g), dim=1)
+    with torch.no_grad():
+        return float((predictor(z, q).norm(dim=1) / z.norm(dim=1)).mean())
+
+
+def test_default_init_gain_is_about_0_29_sqrt_d_and_init_gain_sets_it() -> None:
+    dim = 256
+    torch.manual_seed(0)
+    reference = HypernetworkPredictor(dim, 4)
+    # PyTorch's default U(-1/2, 1/2) for 4 inputs: std 1 / sqrt(12) per generated weight.
+    assert _measured_gain(reference, dim) == pytest.approx(dim**0.5 / 12**0.5, rel=0.1)
+    for gain in (0.5, 1.0, 3.0):
+        torch.manual_seed(0)
+        scaled = HypernetworkPredictor(dim, 4, init_gain=gain)
+        assert _measured_gain(scaled, dim) == pytest.approx(gain, rel=0.1)
+        # Only the scale changes: the same draw, multiplied by one number.
+        ratio = (scaled.generator.weight / reference.generator.weight).detach()
+        torch.testing.assert_close(ratio, torch.full_like(ratio, float(ratio[0, 0])))
+
+
+def test_init_gain_scales_each_generated_layer_by_its_own_fan_in() -> None:
+    torch.manual_seed(0)
+    predictor = HypernetworkPredictor(64, 4, (16,), init_gain=1.0)
+    for fan_in, fan_out, w_off, _ in predictor.layers:
+        rows = predictor.generator.weight.detach()[w_off : w_off + fan_in * fan_out]
+        assert float(rows.std()) == pytest.approx(fan_in**-0.5, rel=0.1)
+    with pytest.raises(ValueError, match="init_gain"):
+        HypernetworkPredictor(8, 4, init_gain=0.0)
+
+
+def test_the_config_key_reaches_the_predictor() -> None:
+    from sie.config import ModelConfig
+    from sie.methods.base import build_predictor
+
+    torch.manual_seed(0)
+    reference = build_predictor(ModelConfig(), 128, 4)
+    torch.manual_seed(0)
+    scaled = build_predictor(ModelConfig(hypernetwork_init_gain=1.0), 128, 4)
+    assert isinstance(reference, HypernetworkPredictor) and isinstance(scaled, HypernetworkPredictor)
+    assert _measured_gain(reference, 128) > 2.5  # 0.29 sqrt(128) = 3.3
+    assert _measured_gain(scaled, 128) == pytest.approx(1.0, rel=0.1)

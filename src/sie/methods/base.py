@@ -170,4 +170,5 @@ def build_predictor(model: ModelConfig, dim: int, transform_dim: int) -> nn.Modu
         bias_hypernet=model.bias_hypernet,
         relu=model.predictor_relu,
         implementation=model.hypernetwork_impl,
+        init_gain=model.hypernetwork_init_gain if model.hypernetwork_init_gain > 0 else None,
     )
