@@ -88,3 +88,17 @@ def test_dataset_preview(tmp_path: Path) -> None:
         images(rng, 3, 5), ["chair", "table", "car"], ["v0", "v1", "v2", "v3", "v4"]
     )
     assert_png_has_content(figures.save_png(fig, tmp_path / "preview.png"))
+
+
+def test_training_curves_show_every_loss_term_before_other_keys() -> None:
+    terms = [f"loss/term{k}" for k in range(9)]  # more loss terms than max_panels
+    runs = {
+        "sie": [{"step": s, "loss": 1.0, "online/top1": 0.1, **dict.fromkeys(terms, 0.5)} for s in range(3)]
+    }
+    titles = [ax.get_title() for ax in figures.training_curves(runs, max_panels=8).axes if ax.get_title()]
+    assert titles == ["loss", *terms]  # every loss term; "online/top1" only when there is room
+    few = {"sie": [{"step": s, "loss": 1.0, "online/top1": 0.1} for s in range(3)]}
+    assert [ax.get_title() for ax in figures.training_curves(few).axes if ax.get_title()] == [
+        "loss",
+        "online/top1",
+    ]

@@ -58,8 +58,9 @@ def save_png(fig: Figure, path: str | Path) -> Path:
 def training_curves(runs: Mapping[str, Sequence[Mapping[str, object]]], max_panels: int = 8) -> Figure:
     """Loss terms against the training step, one panel per key, one line per run.
 
-    ``runs`` maps a run name to its ``metrics.jsonl`` records (dicts with a ``step`` and numbers);
-    keys starting with ``loss`` come first, then other numeric keys, up to ``max_panels``.
+    ``runs`` maps a run name to its ``metrics.jsonl`` records (dicts with a ``step`` and numbers).
+    Every key starting with ``loss`` gets a panel (runs of different methods log different terms,
+    and none may be dropped); other numeric keys follow while the total stays within ``max_panels``.
     """
     keys: list[str] = []
     for records in runs.values():
@@ -70,7 +71,8 @@ def training_curves(runs: Mapping[str, Sequence[Mapping[str, object]]], max_pane
                 if isinstance(value, (int, float)) and not isinstance(value, bool):
                     keys.append(key)
     keys.sort(key=lambda k: (not k.startswith("loss"), k != "loss", k))
-    keys = keys[:max_panels]
+    losses = [k for k in keys if k.startswith("loss")]
+    keys = losses + [k for k in keys if not k.startswith("loss")][: max(0, max_panels - len(losses))]
     if not keys:
         fig = _figure(4, 2)
         ax = fig.add_subplot()
