@@ -10,7 +10,25 @@ import numpy as np
 from sie.render.mesh import Mesh
 from sie.render.scene import SceneSpec, ViewBatch
 
-__all__ = ["RenderOutput", "RenderSettings", "Renderer"]
+__all__ = ["RenderOutput", "RenderSettings", "Renderer", "padded_bounds", "srgb_lookup_table"]
+
+SRGB_TABLE_SIZE = 1 << 14
+"""Entries of the linear -> sRGB table: at most ~0.2 code values from the exact transfer function."""
+
+
+def srgb_lookup_table(entries: int = SRGB_TABLE_SIZE) -> np.ndarray:
+    """(entries,) uint8: the sRGB code of linear value k / (entries - 1), rounded to nearest."""
+    x = np.linspace(0.0, 1.0, entries)
+    srgb = np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1.0 / 2.4) - 0.055)
+    return np.round(srgb * 255.0).astype(np.uint8)
+
+
+def padded_bounds(mesh: Mesh) -> tuple[np.ndarray, np.ndarray]:
+    """float32 (3,) corners of the mesh's bounding box grown by 1e-4 of its diagonal, so that a ray
+    grazing a face that lies in the box's wall still counts as entering the box."""
+    lo, hi = mesh.bounds
+    pad = 1e-4 * float(np.linalg.norm(hi - lo)) + 1e-6
+    return (lo - pad).astype(np.float32), (hi + pad).astype(np.float32)
 
 
 @dataclass(frozen=True)

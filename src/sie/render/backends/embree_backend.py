@@ -17,12 +17,13 @@ Warp's compiled kernel costs one, so this backend renders 1.7-4.4x slower than `
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from sie.errors import UsageError
-from sie.render.backends.base import RenderOutput, RenderSettings
+from sie.render.backends.base import RenderOutput, RenderSettings, padded_bounds, srgb_lookup_table
 from sie.render.mesh import Mesh, corner_normals
 from sie.render.scene import (
     SceneSpec,
@@ -42,7 +43,6 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 __all__ = ["EmbreeRenderer", "embree_version"]
 
 _PIXELS_PER_CHUNK = 1 << 18  # bounds the working arrays (~40 float32 arrays of this many rows)
-_LUT_SIZE = 1 << 14
 _SURFACE_OFFSET = np.float32(1.0e-4)  # as the Warp backend: shadow-ray origin offset along the normal
 _FAR = np.float32(1.0e30)
 _SKY, _FLOOR, _OBJECT = 0, 1, 2
@@ -55,12 +55,6 @@ def embree_version() -> str:
         return f"embreex {version('embreex')}"
     except PackageNotFoundError:  # pragma: no cover - imported from a source tree
         return "embreex"
-
-
-def _srgb_lut(entries: int = _LUT_SIZE) -> np.ndarray:
-    x = np.linspace(0.0, 1.0, entries)
-    srgb = np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1.0 / 2.4) - 0.055)
-    return np.round(srgb * 255.0).astype(np.uint8)
 
 
 def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -122,6 +116,27 @@ def _hits_sphere(
     return hit
 
 
+@dataclass(frozen=True)
+class _Rays:
+    """Where N camera rays come from: view, pixel, light-disk sample, and their view's object pose.
+
+    Attributes:
+        view: (N,) view index. rows, cols: (N,) pixel. light: (N,) light-disk sample index.
+        rot: (N, 3, 3) object-to-world rotation of the ray's view. loc: (N, 3) its object location.
+    """
+
+    view: np.ndarray
+    rows: np.ndarray
+    cols: np.ndarray
+    light: np.ndarray
+    rot: np.ndarray
+    loc: np.ndarray
+
+    def take(self, index: np.ndarray) -> _Rays:
+        """The rays at ``index`` (an index array)."""
+        return _Rays(*(getattr(self, f)[index] for f in ("view", "rows", "cols", "light", "rot", "loc")))
+
+
 class EmbreeRenderer:
     """Ray-casts the 3DIEBench scene with Embree on the CPU (``device`` must be ``auto`` or ``cpu``)."""
 
@@ -142,7 +157,7 @@ class EmbreeRenderer:
         self._pixel_offsets = pixel_offsets(n)
         self._light_offsets = light_disk_offsets(n)
         self._light_rotation = light_pattern_rotation(self.settings.size)
-        self._lut = _srgb_lut()
+        self._lut = srgb_lookup_table()
         position, right, up, forward = camera_frame(self.scene)
         self._camera = position.astype(np.float32)
         self._right = right.astype(np.float32)
@@ -176,9 +191,7 @@ class EmbreeRenderer:
         else:
             self._corner_normals = np.zeros((0, 3, 3), np.float32)
         self._albedo = np.ascontiguousarray(mesh.face_albedo, dtype=np.float32)
-        lo, hi = mesh.bounds
-        pad = 1e-4 * float(np.linalg.norm(hi - lo)) + 1e-6
-        self._box = ((lo - pad).astype(np.float32), (hi + pad).astype(np.float32))
+        self._box = padded_bounds(mesh)
         # Bounding sphere about the object frame's origin (rotations keep it where it is).
         self._radius = np.float32(np.sqrt(_dot(vertices, vertices)).max() * (1.0 + 1e-4) + 1e-6)
 
@@ -211,8 +224,8 @@ class EmbreeRenderer:
         spec = self.scene
         n = len(view)
         d = self._camera_rays(rows, cols, offset)
-        rot = views.rotation[view]
-        loc = views.translation[view]
+        rays = _Rays(view, rows, cols, light, views.rotation[view], views.translation[view])
+        rot, loc = rays.rot, rays.loc
         down = d[:, 2] < 0.0
         with np.errstate(divide="ignore"):
             t_floor = np.where(down, (np.float32(spec.floor_z) - self._camera[2]) / d[:, 2], _FAR).astype(
@@ -260,45 +273,33 @@ class EmbreeRenderer:
         lit = np.flatnonzero(kind != _SKY)
         if len(lit):
             radiance[lit] = self._direct_light(
-                views,
-                view[lit],
-                rows[lit],
-                cols[lit],
-                light[lit],
-                d[lit],
-                t_hit[lit],
-                geo_n[lit],
-                shade_n[lit],
-                albedo[lit],
-                rot[lit],
-                loc[lit],
+                views, rays.take(lit), d[lit], t_hit[lit], geo_n[lit], shade_n[lit], albedo[lit]
             )
         return radiance, kind
 
     def _direct_light(
         self,
         views: ViewBatch,
-        view: np.ndarray,
-        rows: np.ndarray,
-        cols: np.ndarray,
-        light: np.ndarray,
+        rays: _Rays,
         d: np.ndarray,
         t_hit: np.ndarray,
         geo_n: np.ndarray,
         shade_n: np.ndarray,
         albedo: np.ndarray,
-        rot: np.ndarray,
-        loc: np.ndarray,
     ) -> np.ndarray:
-        """(N, 3) radiance of N surface points (floor or object): sun + ambient + spot with one shadow ray."""
+        """(N, 3) radiance of N surface points (floor or object) seen along directions d (N, 3) at
+        distances t_hit (N,), with normals (N, 3) and reflectance (N, 3): sun + ambient + spot with
+        one shadow ray."""
         spec = self.scene
+        view = rays.view
         flip = _dot(geo_n, d) > 0.0
         geo_n = np.where(flip[:, None], -geo_n, geo_n)
         flip = _dot(shade_n, geo_n) < 0.0
         shade_n = np.where(flip[:, None], -shade_n, shade_n)
         point = self._camera + t_hit[:, None] * d + _SURFACE_OFFSET * geo_n
         to_sun = -np.asarray(spec.sun_direction, dtype=np.float32)
-        sun = np.float32(spec.sun_strength) * np.maximum(shade_n @ to_sun, 0.0) / np.float32(math.pi)
+        sun_cos = shade_n[:, 0] * to_sun[0] + shade_n[:, 1] * to_sun[1] + shade_n[:, 2] * to_sun[2]
+        sun = np.float32(spec.sun_strength) * np.maximum(sun_cos, 0.0) / np.float32(math.pi)
         radiance = (sun + np.float32(spec.ambient))[:, None] * albedo
         spot_pos = views.spot_position[view]
         l_dir, dist = _normalize(spot_pos - point)
@@ -317,20 +318,7 @@ class EmbreeRenderer:
         x = edge[soft] / smooth
         att[soft] *= x * x * (3.0 - 2.0 * x)
         radius = np.float32(spec.spot_radius if self.settings.samples_per_pixel > 1 else 0.0)
-        visible = self._unoccluded(
-            views,
-            view[lit],
-            rows[lit],
-            cols[lit],
-            light[lit],
-            point[lit],
-            l_dir[lit],
-            dist[lit],
-            spot_pos[lit],
-            rot[lit],
-            loc[lit],
-            radius,
-        )
+        visible = self._unoccluded(views, rays.take(lit), point[lit], l_dir[lit], dist[lit], radius)
         irradiance = att * n_dot_l[lit] * visible / (dist[lit] * dist[lit] * np.float32(math.pi))
         radiance[lit] += irradiance[:, None] * albedo[lit] * views.spot_radiance[view[lit]]
         return radiance
@@ -338,43 +326,34 @@ class EmbreeRenderer:
     def _unoccluded(
         self,
         views: ViewBatch,
-        view: np.ndarray,
-        rows: np.ndarray,
-        cols: np.ndarray,
-        light: np.ndarray,
+        rays: _Rays,
         point: np.ndarray,
         l_dir: np.ndarray,
         dist: np.ndarray,
-        spot_pos: np.ndarray,
-        rot: np.ndarray,
-        loc: np.ndarray,
         radius: np.float32,
     ) -> np.ndarray:
-        """(N,) float32 1 where the shadow ray from ``point`` to its light-disk sample is free, else 0."""
-        visible = np.ones(len(view), np.float32)
-        from_object = point - loc
+        """(N,) float32: 1 where the shadow ray from ``point`` (N, 3) to its ray's light-disk sample is
+        free, else 0. ``l_dir`` (N, 3) and ``dist`` (N,): direction and distance to the light's centre."""
+        visible = np.ones(len(rays.view), np.float32)
+        from_object = point - rays.loc
         # Every shadow ray stays within the light's radius of the one to its centre, so a miss of
         # the bounding sphere grown by that radius means no sample can be blocked.
         near = np.flatnonzero(_hits_sphere(from_object, l_dir, self._radius + radius, dist))
         if not len(near):
             return visible
-        rot = rot[near]
-        origin = _rotate_back(rot, from_object[near])
-        offsets = self._light_offsets[light[near] % len(self._light_offsets)]
+        rays = rays.take(near)
+        origin = _rotate_back(rays.rot, from_object[near])
+        offsets = self._light_offsets[rays.light % len(self._light_offsets)]
         if radius > 0.0:
-            turn = self._light_rotation[rows[near], cols[near]]
+            turn = self._light_rotation[rays.rows, rays.cols]
         else:
             turn = np.tile(np.array([1.0, 0.0], np.float32), (len(near), 1))
         ox = offsets[:, 0] * turn[:, 0] - offsets[:, 1] * turn[:, 1]
         oy = offsets[:, 0] * turn[:, 1] + offsets[:, 1] * turn[:, 0]
-        v = view[near]
-        sample = (
-            spot_pos[near]
-            + radius * (ox[:, None] * views.spot_u[v] + oy[:, None] * views.spot_v[v])
-            - point[near]
-        )
-        direction, length = _normalize(sample)
-        dir_obj = _rotate_back(rot, direction)
+        v = rays.view
+        disk = ox[:, None] * views.spot_u[v] + oy[:, None] * views.spot_v[v]
+        direction, length = _normalize(views.spot_position[v] + radius * disk - point[near])
+        dir_obj = _rotate_back(rays.rot, direction)
         tested = np.flatnonzero(_hits_box(origin, dir_obj, self._box[0], self._box[1], length))
         if len(tested):
             blocked = self._embree.run(

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from sie.errors import UsageError
-from sie.render.backends.base import RenderOutput, RenderSettings
+from sie.render.backends.base import RenderOutput, RenderSettings, padded_bounds, srgb_lookup_table
 from sie.render.mesh import Mesh, corner_normals
 from sie.render.scene import (
     SceneSpec,
@@ -63,10 +63,9 @@ def _init_warp() -> None:
 
 _init_warp()
 
-__all__ = ["WarpRenderer", "srgb_lookup_table", "warp_devices"]
+__all__ = ["WarpRenderer", "warp_devices"]
 
 _PIXELS_PER_LAUNCH = 1 << 20  # bounds the size of the first pass's buffers
-_LUT_SIZE = 1 << 14  # linear -> sRGB table: at most ~0.2 code values from the exact transfer function
 _LEAF_SIZE = 4
 _SURFACE_OFFSET = wp.constant(
     1.0e-4
@@ -292,13 +291,6 @@ def _resolve_pass(
             out[v, i, j, ch] = wp.uint8((packed >> (8 * ch)) & 255)
 
 
-def srgb_lookup_table(entries: int = _LUT_SIZE) -> np.ndarray:
-    """(entries,) uint8: the sRGB code of linear value k / (entries - 1), rounded to nearest."""
-    x = np.linspace(0.0, 1.0, entries)
-    srgb = np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1.0 / 2.4) - 0.055)
-    return np.round(srgb * 255.0).astype(np.uint8)
-
-
 def warp_devices() -> list[str]:
     """Warp devices available here, e.g. ``['cpu']`` or ``['cpu', 'cuda:0']``."""
     return [str(d) for d in wp.get_devices()]
@@ -361,9 +353,7 @@ class WarpRenderer:
             "albedo": wp.array(mesh.face_albedo, dtype=wp.vec3, device=self.device),
             "normals": wp.array(normals, dtype=wp.vec3, device=self.device),
         }
-        lo, hi = mesh.bounds
-        pad = 1e-4 * float(np.linalg.norm(hi - lo)) + 1e-6
-        self._box = (lo - pad, hi + pad)
+        self._box = padded_bounds(mesh)
 
     def _scene_struct(self, views: ViewBatch, start: int, stop: int) -> _Scene:
         spec, size = self.scene, self.settings.size
