@@ -39,6 +39,9 @@ except ImportError as exc:  # pragma: no cover - exercised only without the rend
     raise ImportError("the warp backend needs NVIDIA Warp: pip install 'sie[render]'") from exc
 
 wp.config.log_level = wp.LOG_WARNING
+# The kernels are never differentiated: without their adjoints a cold start (empty kernel cache) to
+# the first image takes 4.1-4.3 s instead of 6.1 s on a 2-core CPU, at the same rendering speed.
+wp.set_module_options({"enable_backward": False})
 
 
 def _init_warp() -> None:
