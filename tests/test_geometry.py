@@ -222,3 +222,29 @@ def test_numpy_wrappers_match_torch() -> None:
     np.testing.assert_allclose(
         g.euler_xyz_to_quaternion_np(angles), Rotation.from_euler("xyz", angles).as_quat(), atol=1e-12
     )
+
+
+def test_numpy_euler_matrix_is_the_torch_convention() -> None:
+    from sie.geometry_np import euler_xyz_to_matrix_np
+
+    angles = np.random.default_rng(3).uniform(-np.pi, np.pi, size=(2, 5, 3))
+    expected = g.euler_xyz_to_matrix(torch.as_tensor(angles)).numpy()
+    np.testing.assert_allclose(euler_xyz_to_matrix_np(angles), expected, atol=1e-12)
+    # By hand: a quarter turn about z maps x to y.
+    np.testing.assert_allclose(euler_xyz_to_matrix_np([0, 0, np.pi / 2]) @ [1, 0, 0], [0, 1, 0], atol=1e-12)
+    with pytest.raises(ValueError, match=r"\(\.\.\., 3\)"):
+        euler_xyz_to_matrix_np(np.zeros((4, 2)))
+
+
+def test_render_workers_do_not_import_torch() -> None:
+    # Importing PyTorch costs a render worker ~2 s of start-up for nothing it uses.
+    pytest.importorskip("warp")
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, sie.render.generator, sie.render.backends.warp_backend, sie.render.sources, "
+        "sie.render.meshio, sie.render.writer; print('torch' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "False"

@@ -25,6 +25,8 @@ import numpy.typing as npt
 import torch
 from torch import Tensor
 
+from sie.geometry_np import euler_xyz_to_matrix_np
+
 __all__ = [
     "canonicalize_quaternion",
     "euler_xyz_to_matrix",
@@ -271,14 +273,6 @@ def geodesic_angle_matrix(m1: Tensor, m2: Tensor) -> Tensor:
 
 
 # ---- numpy wrappers (the renderer works in numpy) -------------------------------------------------
-
-
-def euler_xyz_to_matrix_np(angles: npt.ArrayLike) -> npt.NDArray[np.float64]:
-    """numpy version of :func:`euler_xyz_to_matrix`, in float64."""
-    result: npt.NDArray[np.float64] = euler_xyz_to_matrix(
-        torch.as_tensor(np.asarray(angles, dtype=np.float64))
-    ).numpy()
-    return result
 
 
 def euler_xyz_to_quaternion_np(angles: npt.ArrayLike) -> npt.NDArray[np.float64]:

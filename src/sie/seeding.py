@@ -6,7 +6,6 @@ import hashlib
 import random
 
 import numpy as np
-import torch
 
 __all__ = ["derive_seed", "seed_everything"]
 
@@ -16,6 +15,8 @@ def seed_everything(seed: int, *, deterministic: bool = False) -> None:
 
     ``deterministic`` also asks torch for deterministic kernels (slower; used by exact-resume tests).
     """
+    import torch  # here, not at the top: render workers use derive_seed and never need torch
+
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)

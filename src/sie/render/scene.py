@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sie.geometry import euler_xyz_to_matrix_np
+from sie.geometry_np import euler_xyz_to_matrix_np
 
 __all__ = [
     "SceneSpec",
@@ -168,8 +168,8 @@ class ViewBatch:
 def views_from_latents(latents: np.ndarray, spec: SceneSpec = SceneSpec()) -> ViewBatch:
     """Turn (V, 7) or (V, 10) latents (rot x, y, z, floor hue, spot theta, spot phi, spot hue[, t x, y, z]).
 
-    Rotations go through :func:`sie.geometry.euler_xyz_to_matrix_np` (extrinsic xyz), the project's
-    single source of rotation conventions.
+    Rotations go through :func:`sie.geometry_np.euler_xyz_to_matrix_np` (extrinsic xyz), tested against
+    :mod:`sie.geometry`, the project's single source of rotation conventions.
     """
     latents = np.asarray(latents, dtype=np.float64)
     if latents.ndim != 2 or latents.shape[1] not in (7, 10):
