@@ -120,3 +120,14 @@ def test_embree_datasets_are_deterministic_across_workers(tmp_path: Path) -> Non
         assert json.loads((root / "dataset.json").read_text())["backend"]["name"] == "embree"
         files.append({p.relative_to(root): p.read_bytes() for p in sorted(root.rglob("*.jpg"))})
     assert files[0] and files[0] == files[1]
+
+
+@pytest.mark.parametrize("name", ["warp", "embree"])
+def test_images_do_not_depend_on_how_views_are_batched(name: str) -> None:
+    _need(name)
+    latents = _latents(7, seed=2)
+    renderer = create_renderer(name, RenderSettings(size=32, samples_per_pixel=4), device="cpu")
+    renderer.set_mesh(procedural_mesh("02958343", 1, 0))
+    whole = renderer.render(views_from_latents(latents)).images
+    parts = [renderer.render(views_from_latents(latents[i : i + 3])).images for i in range(0, 7, 3)]
+    np.testing.assert_array_equal(whole, np.concatenate(parts))

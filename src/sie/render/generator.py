@@ -18,7 +18,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,7 +49,7 @@ from sie.render.preview import dataset_contact_sheet
 from sie.render.scene import views_from_latents
 from sie.render.settings import check_render_config, factor_ranges, render_settings, scene_spec
 from sie.render.sources import ObjectSource, open_source
-from sie.render.writer import object_done, read_notes, write_note, write_object
+from sie.render.writer import ObjectWriter, object_done, read_notes, write_note
 
 __all__ = ["ObjectResult", "RenderSummary", "object_latents", "render_dataset"]
 
@@ -97,6 +97,9 @@ def object_latents(cfg: RenderConfig, class_id: str, object_id: str) -> np.ndarr
     return sample_latents(rng, cfg.views, cfg.variant, ranges)
 
 
+_VIEWS_PER_CHUNK = 10
+"""Views rendered per call in a worker; the previous chunk's files are written meanwhile."""
+
 # ---- the work of one process ----------------------------------------------------------------------
 
 
@@ -108,6 +111,11 @@ class _Worker:
         self.root = root
         self.source: ObjectSource = open_source(cfg.source, seed=cfg.seed, up_axis=cfg.mesh_up_axis)
         self.renderer: Renderer = create_renderer(backend, render_settings(cfg), scene_spec(cfg), device)
+        self._writes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sie-render-write")
+
+    def close(self) -> None:
+        """Stop the writer thread (worker processes simply exit)."""
+        self._writes.shutdown(wait=True)
 
     def render(self, obj: PlannedObject) -> ObjectResult:
         key = obj.key
@@ -123,17 +131,24 @@ class _Worker:
             )
         latents = object_latents(self.cfg, obj.ref.class_id, obj.ref.object_id)
         self.renderer.set_mesh(mesh)
-        images = self.renderer.render(views_from_latents(latents)).images
-        written = write_object(
+        writer = ObjectWriter(
             self.root,
             key,
-            images,
-            latents,
+            threads=self._writes,
             jpeg_quality=self.cfg.jpeg_quality,
             swap_red_blue=self.cfg.swap_red_blue,
         )
+        try:
+            # Chunks of views: one chunk's JPEGs are written while the next one renders.
+            for start in range(0, len(latents), _VIEWS_PER_CHUNK):
+                chunk = latents[start : start + _VIEWS_PER_CHUNK]
+                writer.add(start, self.renderer.render(views_from_latents(chunk)).images, chunk)
+        except BaseException:
+            writer.abort()
+            raise
+        written = writer.commit()
         return ObjectResult(
-            key, "rendered" if written else "exists", len(images), obj.ref.locator, "", mesh.watertight
+            key, "rendered" if written else "exists", len(latents), obj.ref.locator, "", mesh.watertight
         )
 
 
@@ -180,8 +195,11 @@ def _results(
     """Render ``todo`` in this process (one worker) or in a pool of spawned processes, yielding results."""
     if workers == 1:
         worker = _Worker(cfg, root, backend, device)
-        for obj in todo:
-            yield worker.render(obj)
+        try:
+            for obj in todo:
+                yield worker.render(obj)
+        finally:
+            worker.close()
         return
     context = multiprocessing.get_context("spawn")
     args = (config_to_dict(cfg), str(root), backend, device)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from PIL import Image
 __all__ = [
     "PARTIAL_DIR",
     "STATE_DIR",
+    "ObjectWriter",
     "object_done",
     "read_notes",
     "write_note",
@@ -37,6 +39,93 @@ def object_done(root: Path, key: str) -> bool:
     return (root / key).is_dir()
 
 
+class ObjectWriter:
+    """Writes one object's views into ``OUT/.partial/`` on a background thread; :meth:`commit` renames.
+
+    The caller renders views in chunks and hands each chunk to :meth:`add`, which returns at once:
+    JPEG encoding and file writes (which release the GIL) overlap the rendering of the next chunk,
+    and a slow or busy disk stalls the renderer only at :meth:`commit`. The object stays invisible
+    until every file is written and closed, then appears under its final name in one rename.
+
+    Args:
+        root: dataset root.
+        key: ``'SYNSET/OBJ'``.
+        threads: a one-thread executor to write on (shared across objects); None writes inline.
+        jpeg_quality: JPEG quality (PIL, 4:2:0 chroma subsampling like OpenCV's default).
+        swap_red_blue: store B, G, R in the file's R, G, B (the reference's cv2 mix-up, sie.md bug 24).
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        key: str,
+        *,
+        threads: ThreadPoolExecutor | None = None,
+        jpeg_quality: int = 95,
+        swap_red_blue: bool = False,
+    ) -> None:
+        self.final = root / key
+        self.jpeg_quality = jpeg_quality
+        self.swap_red_blue = swap_red_blue
+        self._threads = threads
+        self._pending: list[Future[None]] = []
+        partial_root = root / PARTIAL_DIR
+        partial_root.mkdir(parents=True, exist_ok=True)
+        stem = key.replace("/", "__")
+        for stale in partial_root.glob(f"{stem}.*"):  # left by a crashed run of this same object
+            shutil.rmtree(stale, ignore_errors=True)
+        self.tmp = partial_root / f"{stem}.{os.getpid()}"
+        self.tmp.mkdir()
+
+    def _write(self, first_view: int, images: np.ndarray, latents: np.ndarray) -> None:
+        for offset in range(len(images)):
+            v = first_view + offset
+            pixels = images[offset][:, :, ::-1] if self.swap_red_blue else images[offset]
+            Image.fromarray(np.ascontiguousarray(pixels), "RGB").save(
+                self.tmp / f"image_{v}.jpg", format="JPEG", quality=self.jpeg_quality
+            )
+            np.save(self.tmp / f"latent_{v}.npy", np.asarray(latents[offset], dtype=np.float64))
+
+    def add(self, first_view: int, images: np.ndarray, latents: np.ndarray) -> None:
+        """Queue views ``first_view, first_view + 1, ...``: images (n, H, W, 3) uint8, latents (n, L)."""
+        if self._threads is None:
+            self._write(first_view, images, latents)
+        else:
+            self._pending.append(self._threads.submit(self._write, first_view, images, latents))
+
+    def _wait(self) -> None:
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()  # re-raises a failed write here, in the caller's thread
+
+    def commit(self) -> bool:
+        """Wait for every write, then publish the object; False when another process finished it first."""
+        try:
+            self._wait()
+            self.final.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.rename(self.tmp, self.final)
+            except OSError:
+                if self.final.is_dir():  # finished meanwhile by another process: keep theirs
+                    shutil.rmtree(self.tmp, ignore_errors=True)
+                    return False
+                raise
+            return True
+        except BaseException:
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        """Drop the partial object (after its queued writes settle, so none lands after the removal)."""
+        for future in self._pending:
+            future.cancel()
+        for future in self._pending:
+            if not future.cancelled():
+                future.exception()  # waits; the error itself is the caller's to report
+        self._pending = []
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
 def write_object(
     root: Path,
     key: str,
@@ -46,7 +135,7 @@ def write_object(
     jpeg_quality: int = 95,
     swap_red_blue: bool = False,
 ) -> bool:
-    """Write one object's views atomically; False when another process finished it first.
+    """Write one object's views atomically, in this thread; False when another process finished it first.
 
     Args:
         root: dataset root.
@@ -56,33 +145,13 @@ def write_object(
         jpeg_quality: JPEG quality (PIL, 4:2:0 chroma subsampling like OpenCV's default).
         swap_red_blue: store B, G, R in the file's R, G, B (the reference's cv2 mix-up, sie.md bug 24).
     """
-    final = root / key
-    partial_root = root / PARTIAL_DIR
-    partial_root.mkdir(parents=True, exist_ok=True)
-    stem = key.replace("/", "__")
-    for stale in partial_root.glob(f"{stem}.*"):  # left by a crashed run of this same object
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp = partial_root / f"{stem}.{os.getpid()}"
-    tmp.mkdir()
+    writer = ObjectWriter(root, key, jpeg_quality=jpeg_quality, swap_red_blue=swap_red_blue)
     try:
-        for v in range(len(images)):
-            pixels = images[v][:, :, ::-1] if swap_red_blue else images[v]
-            Image.fromarray(np.ascontiguousarray(pixels), "RGB").save(
-                tmp / f"image_{v}.jpg", format="JPEG", quality=jpeg_quality
-            )
-            np.save(tmp / f"latent_{v}.npy", np.asarray(latents[v], dtype=np.float64))
-        final.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            if final.is_dir():  # finished meanwhile by another process: keep theirs
-                shutil.rmtree(tmp, ignore_errors=True)
-                return False
-            raise
-        return True
+        writer.add(0, images, latents)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        writer.abort()
         raise
+    return writer.commit()
 
 
 def _note_path(root: Path, kind: str, key: str) -> Path:
