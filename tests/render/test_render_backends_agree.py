@@ -131,3 +131,18 @@ def test_images_do_not_depend_on_how_views_are_batched(name: str) -> None:
     whole = renderer.render(views_from_latents(latents)).images
     parts = [renderer.render(views_from_latents(latents[i : i + 3])).images for i in range(0, 7, 3)]
     np.testing.assert_array_equal(whole, np.concatenate(parts))
+
+
+@pytest.mark.parametrize(("spp", "crease"), [(1, 30.0), (4, 0.0)])
+def test_backends_agree_with_one_ray_and_with_flat_shading(spp: int, crease: float) -> None:
+    _need("warp", "embree")
+    mesh = normalize_mesh(*_bumpy(24, 32))
+    views = views_from_latents(_latents(4, seed=5))
+    settings = RenderSettings(size=40, samples_per_pixel=spp, crease_degrees=crease)
+    images = []
+    for name in ("warp", "embree"):
+        renderer = create_renderer(name, settings, device="cpu")
+        renderer.set_mesh(mesh)
+        images.append(renderer.render(views).images.astype(int))
+    diff = np.abs(images[0] - images[1]).max(axis=-1)
+    assert diff.mean() < 0.05 and (diff > 2).mean() < 0.002
