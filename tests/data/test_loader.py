@@ -128,3 +128,36 @@ def test_iterate_all_views_object_major(tiny_dataset: Path) -> None:
     torch.testing.assert_close(images[5 + 3], expected)
     parallel = list(iterate_all_views(source, batch_size=4, resolution=8, num_workers=2, normalize=False))
     torch.testing.assert_close(normalize(torch.cat([c[0] for c in parallel])), images)
+
+
+@pytest.mark.parametrize(("workers", "num_workers"), [("processes", 0), ("threads", 2)])
+def test_skipped_batches_are_not_read_and_the_rest_are_unchanged(
+    tiny_dataset: Path, monkeypatch: pytest.MonkeyPatch, workers: str, num_workers: int
+) -> None:
+    # (Worker processes could not see the patched reader; the skip happens before them, in the sampler.)
+    source = open_split(tiny_dataset, "train")
+    kwargs = {
+        "batch_size_per_rank": 2,
+        "resolution": 16,
+        "seed": 5,
+        "workers": workers,
+        "num_workers": num_workers,
+    }
+    full = _epoch(make_train_loader(source, **kwargs), 3)  # type: ignore[arg-type]
+    assert len(full) >= 3
+    loader = make_train_loader(source, **kwargs)  # type: ignore[arg-type]
+    loader.set_epoch(3)
+    read: list[int] = []
+    real_sample = loader.dataset.sample
+    monkeypatch.setattr(loader.dataset, "sample", lambda e, objs: read.extend(objs) or real_sample(e, objs))
+    loader.skip_batches(2)
+    rest = list(loader)
+    assert len(rest) == len(full) - 2
+    for a, b in zip(full[2:], rest, strict=True):
+        torch.testing.assert_close(a.views, b.views)
+        torch.testing.assert_close(a.object_index, b.object_index)
+    skipped = {int(o) for batch in full[:2] for o in batch.object_index}
+    assert read and not skipped & set(read)  # the first two batches' objects were never read
+    assert len(list(loader)) == len(full)  # the skip applies to one iteration only
+    with pytest.raises(ValueError, match="cannot skip"):
+        loader.skip_batches(len(full) + 1)

@@ -126,6 +126,7 @@ class _EpochBatches:
         self.sampler = sampler
         self.batch_size = batch_size
         self.drop_last = drop_last
+        self.start = 0  # batches the next iteration leaves out (then back to 0)
 
     def __len__(self) -> int:
         n = len(self.sampler)
@@ -134,7 +135,8 @@ class _EpochBatches:
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         epoch = self.sampler.epoch
         objs = self.sampler.indices(epoch).tolist()
-        for step in range(len(self)):
+        start, self.start = self.start, 0
+        for step in range(start, len(self)):
             yield [(epoch, o) for o in objs[step * self.batch_size : (step + 1) * self.batch_size]]
 
 
@@ -203,6 +205,14 @@ class TrainLoader:
 
     def set_epoch(self, epoch: int) -> None:
         self.sampler.set_epoch(epoch)
+
+    def skip_batches(self, count: int) -> None:
+        """Make the next iteration start at batch ``count`` of the epoch, without reading the first
+        ``count`` (a resumed run's already-trained batches). The batches that follow are the same as
+        in a full iteration: every batch depends only on (seed, epoch, object index)."""
+        if not 0 <= count <= len(self.batches):
+            raise ValueError(f"cannot skip {count} of the epoch's {len(self.batches)} batches")
+        self.batches.start = count
 
     def __len__(self) -> int:
         return len(self.batches)

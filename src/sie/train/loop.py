@@ -106,11 +106,15 @@ def _epoch_batches(loader: Any, seed: int, epoch: int, skip: int) -> Iterator[An
     created (so a resumed run and an uninterrupted one see the same stream) while giving each epoch
     its own worker seeds. The loader's own draws depend only on (seed, epoch, object index).
     """
+    skip_batches = getattr(loader, "skip_batches", None)
+    if skip and skip_batches is not None:
+        skip_batches(skip)  # the loader leaves them out unread
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(seed, "loader", epoch))
         iterator: Iterator[Any] = iter(loader)
-    for _ in range(skip):
-        next(iterator)
+    if skip_batches is None:
+        for _ in range(skip):
+            next(iterator)
     return iterator
 
 
