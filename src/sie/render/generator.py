@@ -98,7 +98,8 @@ def object_latents(cfg: RenderConfig, class_id: str, object_id: str) -> np.ndarr
 
 
 _VIEWS_PER_CHUNK = 10
-"""Views rendered per call in a worker; the previous chunk's files are written meanwhile."""
+"""Views rendered per call by a CPU worker; the previous chunk's files are written meanwhile. A GPU
+renders all of an object's views in one launch: chunks of 10 small images would leave it mostly idle."""
 
 # ---- the work of one process ----------------------------------------------------------------------
 
@@ -138,10 +139,11 @@ class _Worker:
             jpeg_quality=self.cfg.jpeg_quality,
             swap_red_blue=self.cfg.swap_red_blue,
         )
+        per_call = _VIEWS_PER_CHUNK if self.renderer.device == "cpu" else len(latents)
         try:
             # Chunks of views: one chunk's JPEGs are written while the next one renders.
-            for start in range(0, len(latents), _VIEWS_PER_CHUNK):
-                chunk = latents[start : start + _VIEWS_PER_CHUNK]
+            for start in range(0, len(latents), per_call):
+                chunk = latents[start : start + per_call]
                 writer.add(start, self.renderer.render(views_from_latents(chunk)).images, chunk)
         except BaseException:
             writer.abort()
