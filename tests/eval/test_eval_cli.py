@@ -74,8 +74,9 @@ def test_results_json_records(evaluated: dict[str, Path], tiny_dataset: Path) ->
     assert len(keys) == len(set(keys))  # one record per (metric, part, split, seed)
     per_seed = Counter(k[4] for k in keys)
     assert per_seed[0] == per_seed[1] == 3 * (2 + 3)  # 3 parts x (top-1, top-5, 3 regression R²)
-    assert {(k[0], k[3]) for k in keys if k[1] == "retrieval"} >= {("MRR", "val-val"), ("H@10", "train-train"),
+    assert {(k[0], k[3]) for k in keys if k[1] == "retrieval"} >= {("MRR", "val-val"), ("H@2", "train-train"),
                                                                    ("PRE", "val-all")}  # fmt: skip
+    assert not [k for k in keys if k[0] in ("H@5", "H@10")]  # k >= 5 views per object: 1 for any method
     ranks = {k[2] for k in keys if k[1] == "rank"}
     assert ranks == {"inv", "equi", "full", "embedding"}  # RankMe per part and of the embeddings
     for r in res["records"]:
@@ -84,8 +85,11 @@ def test_results_json_records(evaluated: dict[str, Path], tiny_dataset: Path) ->
     top1_full = next(s for s in res["summary"] if (s["metric"], s["part"]) == ("top1", "full"))
     assert top1_full["n"] == 2 and top1_full["chance"] == pytest.approx(1 / 3)
     arrays = np.load(evaluated["sie"] / "eval" / "figures.npz")
-    assert {"steering/0/encoded", "steering/1/encoded", "retrieval/retrieved", "orbit/equi/errors"} <= set(
-        arrays
+    assert {"steering/0/encoded", "steering/1/encoded", "retrieval/retrieved", "orbit/equi/errors",
+            "orbit/reference/constant", "orbit/reference/do_nothing"} <= set(arrays)  # fmt: skip
+    assert (
+        0 < float(arrays["orbit/reference/constant"]) < 180
+        and 0 < float(arrays["orbit/reference/do_nothing"]) < 180
     )
     assert str(arrays["steering/0/title"][0]).startswith("rendered orbit")
     np.testing.assert_allclose(arrays["steering/0/values"], np.linspace(-90, 90, 6), atol=1e-6)
@@ -100,8 +104,10 @@ def test_report_table_and_figures(evaluated: dict[str, Path], tmp_path: Path) ->
     md = (out / "report.md").read_text()
     table = [line.strip("|").split("|") for line in md.splitlines() if line.startswith("| ")]
     header = [c.strip() for c in table[0]]
-    assert header[0] == "Method" and {"Top-1 inv (%)", "Top-1 full (%)", "Rot. R² equi", "Colour R² full", "MRR",
-                                      "H@1", "H@5", "PRE ↓"} <= set(header)  # fmt: skip
+    assert header[0] == "Method" and {"Top-1 inv (%)", "Top-1 full (%)", "Rot. R² equi", "Colour R² full",
+                                      "Colour R² inv ↓", "MRR", "H@1", "PRE ↓"} <= set(header)  # fmt: skip
+    assert "H@5" not in header  # 5 views per object
+    assert md.splitlines()[2].startswith("sie (")  # the verdict opens the report
     first_cells = [row[0].strip() for row in table[1:4]]
     assert first_cells[0].startswith("sie (") and first_cells[1].startswith("vicreg (")
     assert first_cells[2] == "chance level"

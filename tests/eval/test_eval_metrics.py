@@ -168,6 +168,14 @@ def test_rotation_r2_floor_by_simulation_matches_scipy_and_the_digest() -> None:
     t = (Rotation.from_euler("xyz", a).inv() * Rotation.from_euler("xyz", b)).as_quat()
     plain = 1 - ((t - t.mean(axis=0)) ** 2).sum() / ((t - t.mean()) ** 2).sum()
     assert floor == pytest.approx(plain, abs=0.006)
+    # Canonical (w >= 0) quaternions, as with data.canonical_quaternion: the mean moves, so does the floor.
+    canonical = t * np.where(t[:, 3:] < 0, -1.0, 1.0)
+    plain_canonical = (
+        1 - ((canonical - canonical.mean(axis=0)) ** 2).sum() / ((canonical - canonical.mean()) ** 2).sum()
+    )
+    assert m.simulate_rotation_r2_floor(200_000, seed=1, canonical=True) == pytest.approx(
+        plain_canonical, abs=0.006
+    )
 
 
 def test_independent_pre_and_invariant_pre_by_simulation() -> None:
@@ -179,6 +187,49 @@ def test_independent_pre_and_invariant_pre_by_simulation() -> None:
     q = torch.tensor(Rotation.from_euler("xyz", angles.reshape(-1, 3).numpy()).as_quat()).reshape(4000, 50, 4)
     errors = m.rotation_retrieval_errors(q.reshape(-1, 4), q[:, :1].expand(-1, 50, -1).reshape(-1, 4))
     assert float(errors.mean()) == pytest.approx(49 / 50 * 0.627, abs=0.006)
+
+
+# ---- the PRE bar: the do-nothing predictor --------------------------------------------------------
+
+
+def test_do_nothing_pre_by_hand_two_views_sixty_degrees_apart() -> None:
+    # One object, view 0 at the identity, view 1 turned 60° about x. The queries are (0 -> 0) and
+    # (0 -> 1); doing nothing retrieves view 0 for both: errors 0 and sin²(30°) = 1/4, mean 1/8.
+    lat = torch.zeros(1, 2, 7, dtype=torch.float64)
+    lat[0, 1, 0] = math.radians(60)
+    assert m.do_nothing_retrieval_errors(lat).tolist() == pytest.approx([0.0, 0.25], abs=1e-12)
+    assert m.do_nothing_pre(lat) == pytest.approx(0.125, abs=1e-12)
+    # Starting from view 1 instead gives the same two errors in the other order.
+    assert m.do_nothing_retrieval_errors(lat, start_view=1).tolist() == pytest.approx([0.25, 0.0], abs=1e-12)
+    with pytest.raises(ValueError, match="start_view"):
+        m.do_nothing_pre(lat, start_view=2)
+
+
+def test_do_nothing_pre_equals_a_plain_loop_through_scipy() -> None:
+    rng = np.random.default_rng(7)
+    n, v = 12, 6
+    angles = rng.uniform(-math.pi / 2, math.pi / 2, (n, v, 3))
+    total = 0.0
+    for i in range(n):
+        start = Rotation.from_euler("xyz", angles[i, 0])
+        for j in range(v):
+            theta = (start.inv() * Rotation.from_euler("xyz", angles[i, j])).magnitude()
+            total += math.sin(theta / 2) ** 2
+    lat = torch.from_numpy(np.concatenate((angles, rng.uniform(size=(n, v, 4))), axis=-1))
+    assert m.do_nothing_pre(lat) == pytest.approx(total / (n * v), abs=1e-12)
+
+
+@pytest.mark.parametrize("views", [10, 20, 50])
+def test_do_nothing_pre_is_about_v_minus_one_over_v_of_the_independent_level(views: int) -> None:
+    gen = torch.Generator().manual_seed(views)
+    lat = (
+        torch.rand(200_000 // views, views, 3, generator=gen, dtype=torch.float64) * 2 - 1
+    ) * m.ROTATION_RANGE
+    independent = m.simulate_independent_pre(200_000, seed=3)
+    assert m.do_nothing_pre(lat) == pytest.approx((views - 1) / views * independent, abs=0.006)
+    # 3DIEBench's 50 views: 49/50 of 0.627 (docs/evaluation.md); 10 views (the demo): 0.564.
+    expected = {10: 0.564, 20: 0.596, 50: 0.614}[views]
+    assert m.do_nothing_pre(lat) == pytest.approx(expected, abs=0.006)
 
 
 def test_constant_predictor_r2_of_colour_deltas_is_near_zero() -> None:

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from sie.config import EvalConfig
 from sie.data import normalize, open_split
 from sie.errors import UsageError
-from sie.eval import features, protocol
+from sie.eval import features, metrics, protocol
 from sie.eval.tasks import REGRESSION_TASKS
 
 CPU = torch.device("cpu")
@@ -138,19 +138,27 @@ def test_protocol_parts_produce_records_with_chance_levels(tiny_dataset: Path, t
     assert again[0].value == rot.value  # a probe is a function of its seed
     retrieval_records, scores, _ = protocol.run_retrieval(inputs)
     keys = {(r.metric, r.split) for r in retrieval_records}
-    assert {("MRR", "val-val"), ("H@5", "train-train"), ("PRE", "val-all"), ("PRE", "train-train")} <= keys
+    assert {("MRR", "val-val"), ("H@2", "train-train"), ("PRE", "val-all"), ("PRE", "train-train")} <= keys
+    # 5 views per object: every true view ranks within 5, so H@5 and H@10 (1 for any method) are not written.
+    assert {k for k in keys if k[0].startswith("H@")} == {("H@1", s) for s in ("train-train", "val-val")} | {
+        ("H@2", s) for s in ("train-train", "val-val")
+    }
     mrr = next(r for r in retrieval_records if (r.metric, r.split) == ("MRR", "val-val"))
     assert mrr.chance == pytest.approx(sum(1 / k for k in range(1, 6)) / 5)
-    h5 = next(r for r in retrieval_records if r.metric == "H@5")
-    assert h5.value == pytest.approx(1.0)  # 5 views per object: every true view ranks within 5
     assert scores["pre:val-all"].nearest.shape == (3 * 5,)
+    # PRE's bar is the do-nothing predictor on the query split; the independent level is kept beside it.
+    for pre in (r for r in retrieval_records if r.metric == "PRE"):
+        query_split = pre.split.split("-")[0]
+        assert pre.chance == pytest.approx(metrics.do_nothing_pre(inputs.features[query_split].latents))
+        assert pre.chance_note == protocol.DO_NOTHING_PRE_NOTE and not pre.higher_is_better
+        assert pre.reference_levels is not None
+        independent = pre.reference_levels[protocol.INDEPENDENT_PRE_NOTE]
+        assert 0.0 < pre.chance < 1.0 and 0.0 < independent < 1.0
 
 
 def test_rank_records_the_effective_rank_of_each_part_and_of_the_embeddings(
     tiny_dataset: Path, tmp_path: Path
 ) -> None:
-    from sie.eval import metrics
-
     inputs = inputs_for(tiny_dataset, tmp_path)
     (inv,) = protocol.run_rank(inputs, "inv")
     val = inputs.features["val"]

@@ -102,3 +102,40 @@ def test_training_curves_show_every_loss_term_before_other_keys() -> None:
         "loss",
         "online/top1",
     ]
+
+
+def reference_lines(ax) -> list[tuple[float, str]]:  # type: ignore[no-untyped-def]
+    """(y value, text) of the labelled reference lines drawn in ``ax``."""
+    lines = [float(line.get_ydata()[0]) for line in ax.get_lines() if line.get_gid() == "reference"]
+    texts = [t.get_text() for t in ax.texts if t.get_gid() == "reference"]
+    return list(zip(lines, texts, strict=True))
+
+
+def test_training_curves_draw_the_constant_predictor_floor_in_the_online_rotation_panel() -> None:
+    runs = {"sie": [{"step": s, "loss": 1.0, "probe/rot_r2_equi": 0.05 * s} for s in range(6)]}
+    refs = {"probe/rot_r2_equi": [("constant predictor 0.211", 0.211)]}
+    fig = figures.training_curves(runs, references=refs)
+    panels = {ax.get_title(): ax for ax in fig.axes if ax.get_title()}
+    assert reference_lines(panels["probe/rot_r2_equi"]) == [(0.211, "constant predictor 0.211")]
+    assert reference_lines(panels["loss"]) == []
+    # The reference stays out of the run legend.
+    two = {**runs, "vicreg": [{"step": s, "loss": 2.0} for s in range(6)]}
+    legend = figures.training_curves(two, references=refs).axes[0].get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["sie", "vicreg"]
+
+
+def test_error_along_orbits_draws_the_reference_errors_in_every_panel() -> None:
+    rng = np.random.default_rng(3)
+    angles = rng.uniform(-np.pi / 2, np.pi / 2, (300, 3))
+    fig = figures.error_along_orbits(
+        {"rotation probe, equi": (angles, rng.uniform(0, 90, 300))},
+        references={"constant predictor (probes)": 71.4, "do-nothing predictor (retrieval)": 88.0},
+    )
+    for ax in fig.axes:
+        assert reference_lines(ax) == [
+            (71.4, "constant predictor (probes): 71°"),
+            (88.0, "do-nothing predictor (retrieval): 88°"),
+        ]
+    assert all(
+        reference_lines(ax) == [] for ax in figures.error_along_orbits({"x": (angles, angles[:, 0])}).axes
+    )

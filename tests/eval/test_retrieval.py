@@ -85,3 +85,21 @@ def test_chunking_does_not_change_results(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setattr(retrieval, "_QUERY_CHUNK", 7)
     monkeypatch.setattr(retrieval, "_GALLERY_CHUNK", 10)
     assert torch.equal(retrieval.nearest_neighbours(queries, gallery, device=CPU), whole)
+
+
+def test_orbit_figure_references_by_hand() -> None:
+    from sie.eval import figure_data
+
+    # Do-nothing retrieval: one object, views at 0° and 60° about x -> errors 0° and 60°, mean 30°.
+    lat = torch.zeros(1, 2, 7, dtype=torch.float64)
+    lat[0, 1, 0] = math.radians(60)
+    arrays = figure_data.predictor_orbit_arrays(lat, torch.tensor([0, 1]), lat)
+    assert float(arrays["orbit/reference/do_nothing"]) == pytest.approx(30.0, abs=1e-9)
+    # Constant predictor = the identity quaternion; targets at 0° and 90° about x -> mean error 45°.
+    half = math.sqrt(0.5)
+    targets = torch.tensor([[0.0, 0.0, 0.0, 1.0], [half, 0.0, 0.0, half]])
+    arrays = figure_data.orbit_error_arrays(
+        "equi", targets, targets, constant=torch.tensor([0.0, 0.0, 0.0, 1.0])
+    )
+    assert float(arrays["orbit/reference/constant"]) == pytest.approx(45.0, abs=1e-6)
+    assert arrays["orbit/equi/errors"].tolist() == pytest.approx([0.0, 0.0], abs=1e-4)

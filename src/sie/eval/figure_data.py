@@ -7,6 +7,10 @@
   pair of the rotation probe, the Euler angles (extrinsic xyz) of the relative rotation and the angle
   between predicted and true rotation. ``orbit/predictor/...``: the same for the predictor's PRE
   retrieval (val, val), with the absolute rotation of the target view on the x-axis.
+* ``orbit/reference/constant`` () degrees: mean error of the constant predictor (the mean training
+  target) on the rotation probe's evaluation pairs; ``orbit/reference/do_nothing`` () degrees: mean
+  error of the do-nothing predictor's retrieval (it retrieves the start view). The figure draws both as
+  horizontal reference lines.
 * ``retrieval/sources`` (Q, h, w, 3), ``retrieval/targets`` and ``retrieval/retrieved`` (Q, S, h, w, 3),
   ``retrieval/correct`` (Q, S) bool, ``retrieval/captions`` (Q, S) str: predictor retrieval panels.
 * ``steering/<i>/encoded`` and ``steering/<i>/predicted`` (S, 2), ``steering/<i>/values`` (S,),
@@ -101,24 +105,47 @@ def preview_arrays(source: ViewSource, objects: int = 4, views: int = 8) -> dict
     return {"preview/images": np.stack(rows), "preview/labels": np.array(names, dtype=str)}
 
 
-def orbit_error_arrays(part: str, predictions: Tensor, targets: Tensor) -> dict[str, np.ndarray]:
-    """Relative-rotation Euler angles (n, 3) and rotation-probe errors (n,) in degrees."""
+def orbit_error_arrays(
+    part: str, predictions: Tensor, targets: Tensor, constant: Tensor | None = None
+) -> dict[str, np.ndarray]:
+    """Relative-rotation Euler angles (n, 3) and rotation-probe errors (n,) in degrees.
+
+    Also ``orbit/reference/constant``: the mean error (degrees) of the constant predictor ``constant``
+    (K,) (the mean training target, as the R² chance level; the mean of ``targets`` when not given).
+    """
     t = targets[:, :4].double()
     angles = matrix_to_euler_xyz(quaternion_to_matrix(t))
     errors = torch.rad2deg(geodesic_angle_quaternion(predictions[:, :4].double(), t))
-    return {f"orbit/{part}/angles": angles.numpy(), f"orbit/{part}/errors": errors.numpy()}
+    c = (targets if constant is None else constant.reshape(1, -1)).double()[:, :4].mean(0, keepdim=True)
+    constant_errors = torch.rad2deg(geodesic_angle_quaternion(c.expand_as(t), t))
+    return {
+        f"orbit/{part}/angles": angles.numpy(),
+        f"orbit/{part}/errors": errors.numpy(),
+        "orbit/reference/constant": np.array(float(constant_errors.mean())),
+    }
 
 
 def predictor_orbit_arrays(
     query_latents: Tensor, nearest: Tensor, gallery_latents: Tensor
 ) -> dict[str, np.ndarray]:
-    """Predictor retrieval error (degrees) against the target view's absolute Euler angles."""
+    """Predictor retrieval error (degrees) against the target view's absolute Euler angles.
+
+    ``query_latents`` (N, V, L) (the queries start from view 0 of each object), ``nearest`` (N * V,)
+    into the flattened ``gallery_latents`` (M, V', L). Also ``orbit/reference/do_nothing``: the mean
+    error (degrees) of the do-nothing predictor, which retrieves view 0 itself.
+    """
     q_lat = query_latents.reshape(-1, query_latents.shape[-1])
     g_lat = gallery_latents.reshape(-1, gallery_latents.shape[-1])
     q_true = euler_xyz_to_quaternion(q_lat[:, 0:3].double())
     q_ret = euler_xyz_to_quaternion(g_lat[nearest, 0:3].double())
     errors = torch.rad2deg(geodesic_angle_quaternion(q_true, q_ret))
-    return {"orbit/predictor/angles": q_lat[:, 0:3].numpy(), "orbit/predictor/errors": errors.numpy()}
+    q_views = q_true.reshape(*query_latents.shape[:-1], 4)  # (N, V, 4)
+    do_nothing = torch.rad2deg(geodesic_angle_quaternion(q_views[:, :1].expand_as(q_views), q_views))
+    return {
+        "orbit/predictor/angles": q_lat[:, 0:3].numpy(),
+        "orbit/predictor/errors": errors.numpy(),
+        "orbit/reference/do_nothing": np.array(float(do_nothing.mean())),
+    }
 
 
 def retrieval_panel_arrays(

@@ -16,6 +16,7 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import numpy.typing as npt
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -55,12 +56,29 @@ def save_png(fig: Figure, path: str | Path) -> Path:
 # ---- training curves ------------------------------------------------------------------------------
 
 
-def training_curves(runs: Mapping[str, Sequence[Mapping[str, object]]], max_panels: int = 8) -> Figure:
+def _reference_line(ax: Axes, value: float, text: str, colour: str = "0.3", style: str = "--") -> None:
+    """A labelled horizontal reference (e.g. a chance level): a line with gid ``reference`` and its text.
+
+    The line's label starts with ``_`` so run legends leave it out; the text sits on the line.
+    """
+    line = ax.axhline(value, color=colour, ls=style, lw=1.0, zorder=1, label=f"_{text}")
+    line.set_gid("reference")
+    ax.text(0.01, value, text, transform=ax.get_yaxis_transform(), fontsize=6, color=colour,
+            ha="left", va="bottom", gid="reference")  # fmt: skip
+
+
+def training_curves(
+    runs: Mapping[str, Sequence[Mapping[str, object]]],
+    max_panels: int = 8,
+    references: Mapping[str, Sequence[tuple[str, float]]] | None = None,
+) -> Figure:
     """Loss terms against the training step, one panel per key, one line per run.
 
     ``runs`` maps a run name to its ``metrics.jsonl`` records (dicts with a ``step`` and numbers).
     Every key starting with ``loss`` gets a panel (runs of different methods log different terms,
     and none may be dropped); other numeric keys follow while the total stays within ``max_panels``.
+    ``references`` maps a key to ``(text, value)`` pairs drawn as labelled dashed horizontal lines in
+    its panel (e.g. the constant-predictor floor of the online rotation R²).
     """
     keys: list[str] = []
     for records in runs.values():
@@ -98,6 +116,8 @@ def training_curves(runs: Mapping[str, Sequence[Mapping[str, object]]], max_pane
                 ax.plot(
                     xs, ys, label=name, lw=1.2, color=colours[name], marker="." if len(pts) < 30 else None
                 )
+        for text, value in (references or {}).get(key, ()):
+            _reference_line(ax, value, text)
         ax.set_title(key, fontsize=9)
         ax.set_xlabel("step", fontsize=8)
         ax.tick_params(labelsize=7)
@@ -207,11 +227,14 @@ def error_along_orbits(
     axis_names: Sequence[str] = ("rotation about x", "rotation about y", "rotation about z"),
     bins: int = 18,
     ylabel: str = "rotation error (degrees)",
+    references: Mapping[str, float] | None = None,
 ) -> Figure:
     """Mean prediction error binned along each transformation angle, one panel per angle.
 
     ``curves`` maps a label (a run, a representation part) to ``(angles (n, A) radians, errors (n,))``:
     each sample's transformation angles and its error. Shaded bands are ± one standard error.
+    ``references`` maps a label (e.g. "constant predictor") to a mean error drawn as a labelled
+    horizontal line in every panel.
     """
     num_axes = len(axis_names)
     fig = _figure(3.4 * num_axes, 2.8)
@@ -235,7 +258,10 @@ def error_along_orbits(
             c, mu, se = np.array(centres), np.array(means), np.array(sems)
             ax.plot(c, mu, marker=".", lw=1.2, label=label)
             ax.fill_between(c, mu - se, mu + se, alpha=0.2)
+    styles = ("--", ":", "-.")
     for k, ax in enumerate(axes):
+        for i, (text, value) in enumerate((references or {}).items()):
+            _reference_line(ax, value, f"{text}: {value:.0f}°", style=styles[i % len(styles)])
         ax.set_xlabel(f"{axis_names[k]} (degrees)", fontsize=8)
         ax.set_ylabel(ylabel if k == 0 else "", fontsize=8)
         ax.tick_params(labelsize=7)

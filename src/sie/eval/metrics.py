@@ -10,7 +10,9 @@ Every definition follows the reference evaluation scripts (research/sie.md §7):
 * **MRR / H@k** (§7.6): each query has its own gallery (the views of its object); the rank of the true
   item is 1 + its position when the gallery is sorted by decreasing cosine similarity.
 * **PRE** (§7.5): mean over queries of ``1 - <q_gt, q_ret>^2`` for unit quaternions, i.e. the mean of
-  ``sin^2(theta / 2)`` with ``theta`` the angle between the true and the retrieved rotation.
+  ``sin^2(theta / 2)`` with ``theta`` the angle between the true and the retrieved rotation. Its bar
+  is the do-nothing predictor (:func:`do_nothing_pre`), which returns the start view's embedding and so
+  retrieves the start view itself (it is in the gallery).
 
 Ties in a ranking (identical similarities, e.g. from a collapsed embedding) are resolved as a
 uniformly random order of the tied items, in expectation: the reciprocal rank of a query is
@@ -36,6 +38,8 @@ __all__ = [
     "ROTATION_RANGE",
     "constant_predictor_r2",
     "cosine_similarities_own_gallery",
+    "do_nothing_pre",
+    "do_nothing_retrieval_errors",
     "effective_rank",
     "expected_hits_at_k",
     "expected_reciprocal_ranks",
@@ -211,6 +215,38 @@ def rotation_retrieval_errors(q_true: Tensor, q_retrieved: Tensor) -> Tensor:
     return errors
 
 
+def do_nothing_retrieval_errors(latents: Tensor, start_view: int = 0) -> Tensor:
+    """Per-query rotation errors (N * V,) float64 of the do-nothing predictor, object-major.
+
+    ``latents`` (N, V, L) of the query split, Euler xyz angles (radians) in columns 0:3. The PRE
+    queries are, for every object n and every view v (``v = start_view`` included), the predictor
+    applied to the start view's embedding with the transformation start -> v
+    (``sie.eval.retrieval.predictor_queries``). A predictor that ignores the transformation returns the
+    start view's own embedding; the start view is in the gallery and is retrieved (similarity 1), so
+    query (n, v) scores ``1 - <q(n, start), q(n, v)>^2``: exactly 0 for ``v = start_view`` and the
+    error of an unrelated view of the same object otherwise.
+    """
+    if latents.ndim != 3 or latents.shape[-1] < 3 or latents.shape[1] < 1:
+        raise ValueError(f"expected latents (N, V, L >= 3); got {tuple(latents.shape)}")
+    if not 0 <= start_view < latents.shape[1]:
+        raise ValueError(f"start_view {start_view} is not one of the {latents.shape[1]} views")
+    n, v = latents.shape[:2]
+    q = euler_xyz_to_quaternion(latents[..., 0:3].to(torch.float64))  # (N, V, 4)
+    start = q[:, start_view : start_view + 1].expand(n, v, 4)
+    return rotation_retrieval_errors(q.reshape(-1, 4), start.reshape(-1, 4))
+
+
+def do_nothing_pre(latents: Tensor, start_view: int = 0) -> float:
+    """PRE of the do-nothing predictor on the query split's latents (N, V, L): the PRE chance level.
+
+    The mean of :func:`do_nothing_retrieval_errors`. With V views per object and rotations drawn
+    independently per view it is about ``(V - 1) / V`` times the PRE of a retrieval independent of the
+    query (:func:`simulate_independent_pre`, ≈ 0.627 under the 3DIEBench law), since one query in V asks
+    for the start view itself: ≈ 0.564 for V = 10 and ≈ 0.614 for V = 50.
+    """
+    return float(do_nothing_retrieval_errors(latents, start_view).mean())
+
+
 # ---- chance levels -------------------------------------------------------------------------------
 
 
@@ -233,18 +269,19 @@ def _sample_euler(num: int, generator: torch.Generator, half_range: float) -> Te
 
 
 def simulate_rotation_r2_floor(
-    num_pairs: int = 200_000, seed: int = 0, half_range: float = ROTATION_RANGE
+    num_pairs: int = 200_000, seed: int = 0, half_range: float = ROTATION_RANGE, *, canonical: bool = False
 ) -> float:
     """Pooled R² of the constant mean-quaternion predictor under the 3DIEBench pair law (≈ 0.229).
 
     Draws ``num_pairs`` independent view pairs with Euler angles uniform in ``(-half_range, half_range)``,
-    forms the relative quaternions of ``R_a^-1 R_b`` (not canonicalised, as the reference), fits the mean
-    on the first half and scores it on the second half.
+    forms the relative quaternions of ``R_a^-1 R_b`` (not canonicalised, as the reference, unless
+    ``canonical``: flipped to w >= 0 as with ``data.canonical_quaternion``), fits the mean on the first
+    half and scores it on the second half.
     """
     gen = torch.Generator().manual_seed(seed)
     q_a = euler_xyz_to_quaternion(_sample_euler(num_pairs, gen, half_range))
     q_b = euler_xyz_to_quaternion(_sample_euler(num_pairs, gen, half_range))
-    targets = relative_rotation_quaternion(q_a, q_b)
+    targets = relative_rotation_quaternion(q_a, q_b, canonical=canonical)
     half = num_pairs // 2
     return constant_predictor_r2(targets[:half], targets[half:])
 

@@ -260,7 +260,8 @@ def evaluate(
                 recs, outputs = protocol.run_regression(inputs, task, part_name, seed, extra_splits=extra)
                 _add(records, recs)
                 if i == 0 and task.name == "rotation" and eval_cfg.figures:
-                    arrays.update(figure_data.orbit_error_arrays(part_name, *outputs["val"]))
+                    constant = protocol.training_target_mean(inputs, task)
+                    arrays.update(figure_data.orbit_error_arrays(part_name, *outputs["val"], constant))
     if "rank" in eval_cfg.tasks:
         for part_name in parts:
             _add(records, protocol.run_rank(inputs, part_name))
