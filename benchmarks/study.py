@@ -1,32 +1,41 @@
-"""Reproduction study on the built-in procedural benchmark: every method at an equal budget, then the
-full evaluation protocol, then one comparison table aggregated over training seeds.
+"""The budget study: every method at equal wall-clock training budgets on one procedural benchmark, the
+full evaluation protocol at each budget, and tables and figures aggregated over training seeds.
 
-Usage (repository root):
+Usage (repository root, after `make test` or `make demo` created .venv):
 
-    .venv/bin/python benchmarks/study.py --out study --seeds 0 1
+    .venv/bin/python benchmarks/study.py --out study --budgets 1 3 10 --seeds 0 1 2
 
-It renders and packs the study benchmark into OUT/data and OUT/packed (once), trains each method of
-ENTRIES for each seed from the same configuration (the cpu-small preset at the study size; only the
-method and its variant keys differ, so every run takes the same number of optimizer steps on the same
-data), evaluates each with the same probe schedule, and writes:
+What it does:
 
-* OUT/study.json: per run (method, seed): wall times, steps, the dataset manifest checksum;
-* OUT/study_table.md and OUT/study_table.json: mean ± std over training seeds of the main metrics;
-* OUT/study.png: the invariance / equivariance trade-off (top-1 vs rotation R²) per method;
-* OUT/report: `sie report` of every run (per-run figures);
-* OUT/study_meta.json: sizes, machine, total wall time.
+1. renders and packs the preset's benchmark (``--preset cpu``: the ``mini`` benchmark, 10 classes x 40
+   objects x 20 views at 32 px) into OUT/data and OUT/packed, once;
+2. **calibrates** each method's training speed: a short `sie train` (``--calibration-steps`` steps after
+   10 warm-up steps, seed 0, logging every step) gives seconds per optimizer step on this machine, stored
+   in OUT/calibration.json with the load average at that moment. A budget of B minutes is then
+   ``round(60 B / seconds_per_step)`` steps for that method. Budgets are wall-clock on a quiet machine but
+   executed as step counts, so the results do not depend on what else the machine runs later;
+3. trains each (method, seed) to the smallest budget's steps, evaluates, then *resumes* the same run to the
+   next budget (resume is exact and the preset's learning rate is constant, so this is the same as
+   separate runs of each length), keeping each budget's ``results.json`` as
+   OUT/runs/KEY/results_{B}min.json;
+4. writes OUT/study.json (per run and budget: steps, training and evaluation seconds, dataset hashes),
+   OUT/study_table.json and .md (mean ± std over seeds, per budget), and figures: rotation R² against
+   budget per method (equivariant, invariant, full), top-1 against budget, and the invariance /
+   equivariance trade-off at the largest budget. ``--ceiling FILE.json`` (benchmarks/rotation_ceiling.py
+   output) adds the supervised rotation ceiling to the rotation figure.
 
-Re-running skips finished runs and resumes interrupted ones. Nothing here looks at the validation split
-before the final evaluation: every hyperparameter is the preset's.
+Re-running skips finished (run, budget) pairs and resumes interrupted ones; seeds run seed-major, so a
+study cut short still has every method at the first seed. Nothing looks at the validation split before
+the final evaluation of a budget: every hyperparameter is the preset's (the rows name their overrides).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
-import math
+import os
 import platform
+import shutil
 import statistics
 import time
 from pathlib import Path
@@ -34,34 +43,28 @@ from typing import Any
 
 import torch
 
-from sie.config import apply_overrides
+from sie.config import Config, apply_overrides, resolve_config
 from sie.data.pack import pack_dataset
-from sie.demo import DEMO_SIZES, DemoSize, demo_config
 from sie.eval import evaluate
 from sie.eval.report import write_report
 from sie.log import setup_logging
 from sie.render.generator import render_dataset
 from sie.train import train
 
-# (label, registered method, config overrides): the rows of the paper's main table that exist here.
+# (label, registered method, config overrides on the preset), in the order seeds run them: the rows the
+# paper's question needs first. The ``cpu`` preset turns on model.hypernetwork_init_gain=1; the
+# "reference init" row turns it off again, so the faithful SIE is measured side by side.
 ENTRIES: list[tuple[str, str, list[str]]] = [
     ("SIE", "sie", []),
-    ("SIE (no predictor variance)", "sie-novar", []),
-    ("SIE (MLP predictor)", "sie", ["model.predictor_type=mlp"]),
     ("VICReg", "vicreg", []),
     ("SimCLR", "simclr", []),
-    ("SimCLR + AugSelf", "augself", []),
     ("EquiMod (SimCLR)", "equimod", []),
-    ("EquiMod (VICReg)", "equimod-vicreg", []),
+    ("SIE (reference init)", "sie", ["model.hypernetwork_init_gain=0"]),
+    ("SIE (MLP predictor)", "sie", ["model.predictor_type=mlp"]),
+    ("SIE (no predictor variance)", "sie-novar", []),
+    ("SimCLR + AugSelf", "augself", []),
     ("Supervised", "supervised", []),
 ]
-
-# 10 classes x 48 objects x 10 views at 64 px (4,800 images; 380 train / 100 val objects), batch 64:
-# 5 optimizer steps per epoch, so 50 epochs = 250 steps, about 4 minutes per method on 2 CPU cores.
-SIZES: dict[str, DemoSize] = {
-    "study": DemoSize(10, 48, 10, 64, epochs=50, batch_size=64, probe_epochs=40, disk_mb=800, memory_mb=3500),
-    **DEMO_SIZES,
-}
 
 # (task, metric, part, split, title, higher is better)
 TABLE_COLUMNS: list[tuple[str, str, str, str, str, bool]] = [
@@ -75,12 +78,72 @@ TABLE_COLUMNS: list[tuple[str, str, str, str, str, bool]] = [
     ("retrieval", "H@1", "embedding", "val-val", "H@1", True),
     ("retrieval", "PRE", "embedding", "val-all", "PRE ↓", False),
     ("rank", "rankme", "full", "val", "RankMe full", True),
-    ("rank", "rankme", "embedding", "val", "RankMe emb.", True),
 ]
+
+WARMUP_STEPS = 10
 
 
 def slug(label: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in label.lower()).strip("-").replace("--", "-")
+
+
+def budget_name(minutes: float) -> str:
+    return f"{minutes:g}min"
+
+
+def entry_config(base: Config, method: str, overrides: list[str], seed: int) -> Config:
+    cfg = apply_overrides(base, [f"model.method={method}", f"train.seed={seed}", *overrides])
+    return cfg
+
+
+# ---- calibration -----------------------------------------------------------------------------------
+
+
+def seconds_per_step(metrics_path: Path, warmup: int) -> float:
+    """Median-free average seconds per step between the record at step ``warmup`` and the last one.
+
+    metrics.jsonl written with ``train.log_every_s=0`` has one record per step with the run's elapsed
+    ``time_s``; the first ``warmup`` steps (allocator and thread-pool start-up) are left out.
+    """
+    records = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
+    timed = [(r["step"], r["time_s"]) for r in records if "time_s" in r]
+    start = next((t for s, t in timed if s == warmup), None)
+    if start is None or timed[-1][0] <= warmup:
+        raise RuntimeError(f"{metrics_path}: no per-step records past step {warmup}")
+    last_step, last_time = timed[-1]
+    return (last_time - start) / (last_step - warmup)
+
+
+def calibrate(
+    out: Path, base: Config, steps: int, entries: list[tuple[str, str, list[str]]]
+) -> dict[str, Any]:
+    """Seconds per optimizer step of each entry (seed 0), measured once and stored."""
+    path = out / "calibration.json"
+    calibration: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+    for label, method, overrides in entries:
+        key = slug(label)
+        if key in calibration:
+            continue
+        run_dir = out / "calibration" / key
+        shutil.rmtree(run_dir, ignore_errors=True)
+        cfg = entry_config(base, method, overrides, seed=0)
+        cfg = apply_overrides(cfg, ["train.log_every_s=0", "train.checkpoint_every_epochs=1000000"])
+        train(cfg, run_dir, max_steps=WARMUP_STEPS + steps)
+        calibration[key] = {
+            "seconds_per_step": round(seconds_per_step(run_dir / "metrics.jsonl", WARMUP_STEPS), 5),
+            "steps_timed": steps,
+            "load_average": [round(x, 2) for x in os.getloadavg()],
+        }
+        shutil.rmtree(run_dir, ignore_errors=True)
+        path.write_text(json.dumps(calibration, indent=2))
+    return calibration
+
+
+def budget_steps(minutes: float, seconds_per_step: float) -> int:
+    return max(1, round(60.0 * minutes / seconds_per_step))
+
+
+# ---- aggregation -----------------------------------------------------------------------------------
 
 
 def _summary_value(
@@ -92,68 +155,128 @@ def _summary_value(
     return None
 
 
-def aggregate(out: Path, records: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per method: mean, std and n over training seeds of every TABLE_COLUMNS entry."""
+def aggregate(out: Path, records: dict[str, Any], budget: str) -> list[dict[str, Any]]:
+    """One row per method at one budget: mean, std and n over training seeds of every column."""
     rows = []
     for label, _, _ in ENTRIES:
-        keys = [k for k, r in records.items() if r["label"] == label]
+        keys = [k for k, r in records.items() if r["label"] == label and budget in r["budgets"]]
         if not keys:
             continue
-        row: dict[str, Any] = {"label": label, "seeds": sorted(records[k]["seed"] for k in keys), "cells": {}}
-        row["train_s"] = statistics.mean(records[k]["train_s"] for k in keys)
+        row: dict[str, Any] = {
+            "label": label,
+            "budget": budget,
+            "seeds": sorted(records[k]["seed"] for k in keys),
+            "steps": records[keys[0]]["budgets"][budget]["steps"],
+            "cells": {},
+        }
+        row["train_s"] = statistics.mean(records[k]["budgets"][budget]["train_s"] for k in keys)
         for task, metric, part, split, title, _ in TABLE_COLUMNS:
             values, chance = [], None
             for k in keys:
-                results = json.loads((out / "runs" / k / "eval" / "results.json").read_text())
+                results = json.loads((out / "runs" / k / f"results_{budget}.json").read_text())
                 s = _summary_value(results, task, metric, part, split)
                 if s is not None:
                     values.append(float(s["mean"]))
                     chance = s["chance"]
             if values:
                 std = statistics.stdev(values) if len(values) > 1 else 0.0
-                row["cells"][title] = {
-                    "mean": statistics.mean(values),
-                    "std": std,
-                    "n": len(values),
-                    "chance": chance,
-                }
+                row["cells"][title] = {"mean": statistics.mean(values), "std": std, "n": len(values),
+                                       "chance": chance}  # fmt: skip
         rows.append(row)
     return rows
 
 
 def _cell(cell: dict[str, Any] | None, percent: bool) -> str:
     if cell is None:
-        return "n/a"
+        return "–"
     scale, digits = (100.0, 1) if percent else (1.0, 3)
     text = f"{cell['mean'] * scale:.{digits}f}"
     return text + (f" ± {cell['std'] * scale:.{digits}f}" if cell["n"] > 1 else "")
 
 
 def table_markdown(rows: list[dict[str, Any]]) -> str:
-    """The study table: one row per method, mean ± std over training seeds, a chance row last."""
+    """One row per method at one budget (mean ± std over seeds), a chance row last."""
     titles = [c[4] for c in TABLE_COLUMNS]
-    lines = ["| Method | seeds | " + " | ".join(titles) + " | train min |", "|---" * (len(titles) + 3) + "|"]
+    header = "| Method | seeds | steps | " + " | ".join(titles) + " | train min |"
+    lines = [header, "|---" * (len(titles) + 4) + "|"]
     for row in rows:
         cells = [_cell(row["cells"].get(t), t.startswith("Top-1")) for t in titles]
         seeds = ",".join(str(s) for s in row["seeds"])
-        lines.append(f"| {row['label']} | {seeds} | " + " | ".join(cells) + f" | {row['train_s'] / 60:.1f} |")
+        lines.append(
+            f"| {row['label']} | {seeds} | {row['steps']} | "
+            + " | ".join(cells)
+            + f" | {row['train_s'] / 60:.1f} |"
+        )
     chance = []
     for t in titles:
         values = [
             r["cells"][t]["chance"] for r in rows if t in r["cells"] and r["cells"][t]["chance"] is not None
         ]
         chance.append(_cell({"mean": values[0], "n": 1}, t.startswith("Top-1")) if values else "–")
-    lines.append("| chance level | | " + " | ".join(chance) + " | |")
+    lines.append("| chance level | | | " + " | ".join(chance) + " | |")
     return "\n".join(lines) + "\n"
 
 
-def trade_off_figure(rows: list[dict[str, Any]], path: Path) -> None:
-    """Top-1 of the invariant (or full) part against rotation R² of the equivariant (or full) part."""
+# ---- figures ---------------------------------------------------------------------------------------
+
+
+def _plt() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def budget_figure(
+    table: dict[str, list[dict[str, Any]]], budgets: list[float], path: Path, ceiling: dict[str, Any] | None
+) -> None:
+    """Rotation R² (equivariant, invariant, full part) and top-1 against the training budget, per method."""
+    plt = _plt()
+    panels = [("Rot. R² equi", "rotation R², equivariant part"), ("Rot. R² inv", "rotation R², invariant part"),
+              ("Rot. R² full", "rotation R², full representation"), ("Top-1 full (%)", "top-1 %, full representation")]  # fmt: skip
+    fig, axes = plt.subplots(1, 4, figsize=(17.0, 4.4), dpi=110)
+    labels = [label for label, _, _ in ENTRIES]
+    colours = {label: plt.cm.tab10(i % 10) for i, label in enumerate(labels)}
+    for ax, (column, title) in zip(axes, panels, strict=True):
+        floor = None
+        for label in labels:
+            xs, ys, es = [], [], []
+            for minutes in budgets:
+                row = next((r for r in table.get(budget_name(minutes), []) if r["label"] == label), None)
+                cell = None if row is None else row["cells"].get(column)
+                if cell is None:
+                    continue
+                scale = 100.0 if column.startswith("Top-1") else 1.0
+                xs.append(minutes)
+                ys.append(scale * cell["mean"])
+                es.append(scale * cell["std"])
+                floor = scale * cell["chance"] if cell["chance"] is not None else floor
+            if xs:
+                ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=label, color=colours[label])
+        if ceiling is not None and column.startswith("Rot."):
+            curve = ceiling["curve"]
+            ax.plot([p["wall_s"] / 60 for p in curve], [p["val_r2"] for p in curve], color="black",
+                    linestyle=":", label="supervised rotation ceiling")  # fmt: skip
+        if floor is not None:
+            name = "chance" if column.startswith("Top-1") else "constant-predictor floor"
+            ax.axhline(floor, color="grey", linestyle="--", linewidth=1)
+            ax.annotate(name, (budgets[0], floor), color="grey", fontsize=7, va="bottom")
+        ax.set_xscale("log")
+        ax.set_xticks(budgets, [f"{b:g}" for b in budgets])
+        ax.set_xlabel("training budget (minutes on 2 CPU cores)")
+        ax.set_title(title, fontsize=10)
+    handles, names = axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=5, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    fig.savefig(path, bbox_inches="tight")
+    plt.close(fig)
+
+
+def trade_off_figure(rows: list[dict[str, Any]], path: Path, budget: str) -> None:
+    """Top-1 of the invariant (or full) part against rotation R² of the equivariant (or full) part."""
+    plt = _plt()
     fig, ax = plt.subplots(figsize=(7.0, 4.6), dpi=120)
     floor = None
     for row in rows:
@@ -163,19 +286,17 @@ def trade_off_figure(rows: list[dict[str, Any]], path: Path) -> None:
         if top1 is None or rot is None:
             continue
         floor = rot["chance"]
-        ax.errorbar(
-            rot["mean"], 100 * top1["mean"], xerr=rot["std"], yerr=100 * top1["std"], fmt="o", capsize=3,
-            label=row["label"],
-        )  # fmt: skip
+        ax.errorbar(rot["mean"], 100 * top1["mean"], xerr=rot["std"], yerr=100 * top1["std"], fmt="o",
+                    capsize=3, label=row["label"])  # fmt: skip
     if floor is not None:
         ax.axvline(floor, color="grey", linestyle="--", linewidth=1)
         ax.text(floor, ax.get_ylim()[0], " constant-predictor floor", color="grey", fontsize=8, va="bottom")
     ax.set_xlabel("rotation R² (equivariant part; full representation if not split)")
     ax.set_ylabel("top-1 % (invariant part; full if not split)")
-    ax.set_title("Invariance vs equivariance at an equal budget (mean ± std over seeds)", fontsize=10)
+    ax.set_title(f"Invariance vs equivariance at {budget} of training (mean ± std over seeds)", fontsize=10)
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -189,93 +310,108 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+# ---- the study -------------------------------------------------------------------------------------
+
+
+def run_entry(
+    out: Path, base: Config, packed: Path, label: str, method: str, overrides: list[str], seed: int,
+    budgets: list[float], calibration: dict[str, Any], records: dict[str, Any], preset: str,
+) -> Path:  # fmt: skip
+    """Train one (method, seed) through every budget, evaluating at each; update ``records`` in place."""
+    key = f"{slug(label)}-s{seed}"
+    run_dir = out / "runs" / key
+    record = records.setdefault(key, {"label": label, "method": method, "overrides": overrides,
+                                      "seed": seed, "budgets": {}})  # fmt: skip
+    per_step = calibration[slug(label)]["seconds_per_step"]
+    # Enough epochs for the largest budget; max_steps stops each budget (the lr is constant).
+    cfg = entry_config(base, method, overrides, seed)
+    for minutes in budgets:
+        name = budget_name(minutes)
+        results_copy = run_dir / f"results_{name}.json"
+        if name in record["budgets"] and results_copy.is_file():
+            continue
+        steps = budget_steps(minutes, per_step)
+        t0 = time.perf_counter()
+        train(cfg, run_dir, resume=(run_dir / "checkpoint.pt").is_file(), max_steps=steps)
+        t1 = time.perf_counter()
+        results_path = evaluate(run_dir, packed, cfg, preset_name=f"study-{preset}")
+        t2 = time.perf_counter()
+        shutil.copyfile(results_path, results_copy)
+        info = json.loads((run_dir / "run.json").read_text())
+        results = json.loads(results_path.read_text())
+        record["budgets"][name] = {
+            "minutes": minutes,
+            "steps": info.get("step"),
+            "train_s": round(info.get("wall_time_s", t1 - t0), 1),
+            "this_segment_s": round(t1 - t0, 1),
+            "eval_s": round(t2 - t1, 1),
+            "dataset": results["dataset"],
+        }
+        (out / "study.json").write_text(json.dumps(records, indent=2))
+    return run_dir
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--out", type=Path, default=Path("study"))
-    parser.add_argument("--size", default="study", choices=sorted(SIZES))
-    parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: the size's)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--only", nargs="*", default=None, help="method slugs to run (default: all)")
     parser.add_argument(
-        "--reevaluate",
-        action="store_true",
-        help="evaluate finished runs again (e.g. after the protocol gained a metric); keeps their training times",
+        "--preset", default="cpu", help="training preset; its render section is the benchmark"
     )
+    parser.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="overrides for every run and the benchmark (e.g. smaller sizes for a smoke test)")  # fmt: skip
+    parser.add_argument(
+        "--budgets", type=float, nargs="+", default=[1.0, 3.0, 10.0], help="minutes of training"
+    )
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--only", nargs="*", default=None, help="method slugs to run (default: all)")
+    parser.add_argument("--calibration-steps", type=int, default=40)
+    parser.add_argument("--ceiling", type=Path, default=None, help="rotation_ceiling.py JSON to draw")
+    parser.add_argument("--no-report", action="store_true", help="skip `sie report` of the runs")
     args = parser.parse_args(argv)
     setup_logging()
-    spec = SIZES[args.size]
-    if args.epochs is not None:
-        spec = dataclasses.replace(spec, epochs=args.epochs)
+    budgets = sorted(args.budgets)
     out = args.out.resolve()
     data_dir, packed_dir = out / "data", out / "packed"
-    base = demo_config(spec, method="sie", device="cpu", seed=0, data_root=packed_dir)
+    base = resolve_config(args.preset, overrides=[f"data.root={packed_dir}", "train.epochs=1000000",
+                                                  *args.overrides])  # fmt: skip
     started = time.perf_counter()
     render_dataset(base.render, data_dir)
-    pack_dataset(data_dir, packed_dir, resolution=spec.image_size)
+    pack_dataset(data_dir, packed_dir, resolution=base.data.resolution)
+    chosen = [e for e in ENTRIES if not args.only or slug(e[0]) in args.only]
+    calibration = calibrate(out, base, args.calibration_steps, chosen)
     record_path = out / "study.json"
     records: dict[str, Any] = json.loads(record_path.read_text()) if record_path.is_file() else {}
     run_dirs = []
-    # Seed-major: a budget cut short still leaves every method with at least one seed.
     for seed in args.seeds:
-        for label, method, overrides in ENTRIES:
-            if args.only and slug(label) not in args.only:
-                continue
-            key = f"{slug(label)}-s{seed}"
-            run_dir = out / "runs" / key
-            run_dirs.append(run_dir)
-            if key in records and (run_dir / "eval" / "results.json").is_file():
-                if args.reevaluate:
-                    cfg = demo_config(spec, method=method, device="cpu", seed=seed, data_root=packed_dir)
-                    cfg = apply_overrides(cfg, overrides) if overrides else cfg
-                    t1 = time.perf_counter()
-                    evaluate(run_dir, packed_dir, cfg, preset_name=f"study-{args.size}")
-                    records[key]["reevaluate_s"] = round(time.perf_counter() - t1, 1)
-                    record_path.write_text(json.dumps(records, indent=2))
-                continue
-            cfg = demo_config(spec, method=method, device="cpu", seed=seed, data_root=packed_dir)
-            cfg = apply_overrides(cfg, overrides) if overrides else cfg
-            t0 = time.perf_counter()
-            train(cfg, run_dir, resume=(run_dir / "checkpoint.pt").is_file())
-            t1 = time.perf_counter()
-            results_path = evaluate(run_dir, packed_dir, cfg, preset_name=f"study-{args.size}")
-            t2 = time.perf_counter()
-            results = json.loads(results_path.read_text())
-            steps = json.loads((run_dir / "run.json").read_text()).get("step")
-            records[key] = {
-                "label": label,
-                "method": method,
-                "overrides": overrides,
-                "seed": seed,
-                "steps": steps,
-                "train_s": round(t1 - t0, 1),
-                "eval_s": round(t2 - t1, 1),
-                "dataset": results["dataset"],
-            }
-            record_path.write_text(json.dumps(records, indent=2))
-    write_report(run_dirs, out / "report")
-    rows = aggregate(out, records)
-    (out / "study_table.json").write_text(json.dumps(rows, indent=2))
-    (out / "study_table.md").write_text(table_markdown(rows))
-    trade_off_figure(rows, out / "study.png")
+        for label, method, overrides in chosen:
+            run_dirs.append(run_entry(out, base, packed_dir, label, method, overrides, seed, budgets,
+                                      calibration, records, args.preset))  # fmt: skip
+    if not args.no_report:
+        write_report(run_dirs, out / "report")
+    table = {budget_name(b): aggregate(out, records, budget_name(b)) for b in budgets}
+    (out / "study_table.json").write_text(json.dumps(table, indent=2))
+    (out / "study_table.md").write_text(
+        "\n".join(f"### {name} of training\n\n{table_markdown(rows)}" for name, rows in table.items())
+    )
+    ceiling = json.loads(args.ceiling.read_text()) if args.ceiling is not None else None
+    budget_figure(table, budgets, out / "study_budgets.png", ceiling)
+    largest = budget_name(budgets[-1])
+    trade_off_figure(table[largest], out / "study_tradeoff.png", largest)
     meta = {
-        "size": dataclasses.asdict(spec),
-        "steps_per_run": sorted({r["steps"] for r in records.values()}),
+        "preset": args.preset,
+        "overrides": args.overrides,
+        "budgets_min": budgets,
         "cpu": _cpu_name(),
-        "cores": len(__import__("os").sched_getaffinity(0)),
+        "cores": len(os.sched_getaffinity(0)),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
-        ("reevaluate_s" if args.reevaluate else "total_s"): round(time.perf_counter() - started, 1),
-        "epochs_to_steps": f"{spec.epochs} epochs x floor(train objects / {spec.batch_size})",
-        "train_minutes_per_run": round(statistics.mean(r["train_s"] for r in records.values()) / 60, 2)
-        if records
-        else math.nan,
+        "this_invocation_s": round(time.perf_counter() - started, 1),
+        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
     }
-    meta_path = out / "study_meta.json"
-    previous = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-    meta_path.write_text(json.dumps({**previous, **meta}, indent=2))  # a re-evaluation keeps total_s
-    print(f"study: {len(run_dirs)} runs; table {out / 'study_table.md'}; report in {out / 'report'}")
+    (out / "study_meta.json").write_text(json.dumps(meta, indent=2))
+    print(f"study: {len(run_dirs)} runs x {len(budgets)} budgets; table {out / 'study_table.md'}")
 
 
 if __name__ == "__main__":

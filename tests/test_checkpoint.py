@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 import sie.checkpoint as ckpt
-from sie.config import Config, ModelConfig
+from sie.config import Config, ModelConfig, resolve_config
 from sie.errors import UsageError, WorkFailed
 from sie.train.state import capture_rng_state
 
@@ -145,3 +145,25 @@ def test_export_backbone_clean_keys_metadata_and_strict_reload(tmp_path: Path) -
     assert json.loads(meta["small_stem"]) is True and meta["num_features"] == "4"
     assert "sim_coeff" in meta["config"]
     assert ckpt.read_backbone_metadata(path) == meta
+
+
+def test_load_backbone_rebuilds_a_narrow_backbone_and_names_both_archs_on_mismatch(tmp_path: Path) -> None:
+    from sie.methods import build_method
+
+    cfg = resolve_config("cpu", overrides=["model.mlp=32-32", "model.equi=64", "model.method=vicreg"])
+    method = build_method(cfg, transform_dim=4)
+    path = ckpt.export_backbone(method, tmp_path / "backbone.safetensors", cfg)
+    meta = ckpt.read_backbone_metadata(path)
+    assert meta["arch"] == "convnet" and meta["width"] == "0" and meta["num_features"] == "256"
+    loaded = ckpt.load_backbone(path)
+    image = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(image), method.backbone.eval()(image))
+    # A file whose metadata names another architecture than its weights: one line naming both.
+    from safetensors.torch import save_file
+
+    save_file(
+        load_file(str(path)), str(tmp_path / "lying.safetensors"), metadata={**meta, "arch": "resnet18"}
+    )
+    with pytest.raises(UsageError, match=r"arch resnet18.*does not match"):
+        ckpt.load_backbone(tmp_path / "lying.safetensors")

@@ -9,9 +9,16 @@ from pathlib import Path
 
 import pytest
 
+import sie.demo as demo_module
 from sie.cli import main
-from sie.demo import DEMO_SIZES, run_demo
+from sie.demo import DEMO_SIZES, MethodResult, run_demo, summarize
 from sie.errors import UsageError
+
+
+@pytest.fixture(autouse=True)
+def _no_live_memory_reading(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The memory preflight reads the machine's live free memory; tests never depend on it."""
+    monkeypatch.setattr(demo_module, "_available_memory_mb", lambda: None)
 
 
 def test_demo_runs_end_to_end_and_rerun_reuses_the_data(
@@ -20,10 +27,13 @@ def test_demo_runs_end_to_end_and_rerun_reuses_the_data(
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--size", "tiny", "--epochs", "1"]) == 0
     printed = capsys.readouterr().out
-    assert "rotation R² (equivariant part)" in printed and "chance" in printed
+    assert "rotation R², equivariant part" in printed and "chance" in printed
+    assert "sie and vicreg" in printed  # the method and its invariant baseline, side by side
     assert "report:" in printed and str(out) in printed
+    assert "sie: " in printed and "vicreg: " in printed  # the plain-words summary of each
 
     data, run = out / "data", out / "runs" / "sie"
+    assert (out / "runs" / "vicreg" / "eval" / "results.json").is_file()
     manifest = json.loads((data / "dataset.json").read_text())
     tiny = DEMO_SIZES["tiny"]
     assert manifest["counts"]["images"] == tiny.classes * tiny.objects_per_class * tiny.views
@@ -37,7 +47,7 @@ def test_demo_runs_end_to_end_and_rerun_reuses_the_data(
 
     image = next(data.glob("*/*/image_0.jpg"))
     stamp, checkpoint_stamp = image.stat().st_mtime_ns, (run / "checkpoint.pt").stat().st_mtime_ns
-    result = run_demo(out, size="tiny", epochs=1)
+    result = run_demo(out, size="tiny", epochs=1, baseline=None)
     assert image.stat().st_mtime_ns == stamp  # rendered data reused, not redrawn
     assert (run / "checkpoint.pt").stat().st_mtime_ns == checkpoint_stamp  # finished run not retrained
     assert result.report_html.is_file() and result.headline
@@ -54,3 +64,51 @@ def test_demo_refuses_when_the_disk_is_too_small(tmp_path: Path, monkeypatch: py
 def test_demo_rejects_an_unknown_size(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="--size 'huge'"):
         run_demo(tmp_path, size="huge")
+
+
+def test_demo_refuses_low_memory_before_any_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(demo_module, "_available_memory_mb", lambda: 100.0)
+    with pytest.raises(UsageError, match=r"100 MB of memory available, training needs about \d+ MB"):
+        run_demo(tmp_path / "demo", size="small")
+    assert not (tmp_path / "demo").exists()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"method": "simclrr"}, r"--method 'simclrr' is not a registered method \(did you mean 'simclr'\?\)"),
+        (
+            {"baseline": "vicrge"},
+            r"--baseline 'vicrge' is not a registered method \(did you mean 'vicreg'\?\)",
+        ),
+        ({"baseline": "sie"}, r"--baseline 'sie' is the same as --method"),
+        ({"epochs": 0}, r"--epochs 0: must be positive"),
+    ],
+)
+def test_demo_checks_names_and_sizes_before_rendering(tmp_path: Path, kwargs: dict, message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        run_demo(tmp_path / "demo", size="tiny", **kwargs)
+    assert not (tmp_path / "demo").exists()  # nothing rendered, nothing created
+
+
+def test_summary_calls_learned_only_what_beats_chance(tmp_path: Path) -> None:
+    sie = MethodResult("sie", tmp_path, tmp_path, [
+        ("rotation R², equivariant part", 0.62, 0.21),
+        ("top-1, invariant part", 0.12, 0.10),
+        ("predictor PRE (val, all; lower is better)", 0.40, 0.56),
+    ], 1.0)  # fmt: skip
+    vicreg = MethodResult(
+        "vicreg", tmp_path, tmp_path, [("rotation R², whole representation", 0.30, 0.21)], 1.0
+    )
+    text = summarize([sie, vicreg])
+    first, second, third = text.splitlines()
+    assert "learned (rotation R², equivariant part 0.62 vs 0.21" in first
+    assert "predictor PRE (val, all; lower is better) 0.40 vs 0.56 for doing nothing" in first
+    assert "at chance: top-1, invariant part 0.12 vs 0.10" in first  # 2 points above chance is not learning
+    assert second.startswith("vicreg: learned (rotation R², whole representation 0.30")
+    assert "holds more rotation information than vicreg's whole representation (R² 0.62 vs 0.30)" in third
+    at_chance = MethodResult("sie", tmp_path, tmp_path, [("rotation R², equivariant part", 0.22, 0.21)], 1.0)
+    assert (
+        summarize([at_chance])
+        == "sie: learned nothing measurable; at chance: rotation R², equivariant part 0.22 vs 0.21 for the floor."
+    )

@@ -1,5 +1,5 @@
-"""benchmarks/study.py on the tiny demo size: two methods, two seeds, one epoch each; the table
-aggregates over seeds and the figure is drawn."""
+"""benchmarks/study.py on a tiny benchmark: two methods, two seeds, two budgets; calibration turns
+budgets into steps, each budget is evaluated, seeds are aggregated, figures are drawn, re-runs resume."""
 
 from __future__ import annotations
 
@@ -21,42 +21,55 @@ def _study_module():
     return module
 
 
-def test_study_runs_aggregates_seeds_and_reevaluates(tmp_path: Path) -> None:
+def test_seconds_per_step_leaves_out_the_warmup(tmp_path: Path) -> None:
+    study = _study_module()
+    metrics = tmp_path / "metrics.jsonl"
+    # Steps 1-10 slow (start-up), then 0.5 s per step.
+    times = [3.0 * s for s in range(1, 11)] + [30.0 + 0.5 * s for s in range(1, 6)]
+    metrics.write_text("\n".join(json.dumps({"step": i + 1, "time_s": t}) for i, t in enumerate(times)))
+    assert study.seconds_per_step(metrics, 10) == pytest.approx(0.5)
+    assert study.budget_steps(1.0, 0.5) == 120 and study.budget_steps(0.001, 10.0) == 1
+
+
+def test_study_runs_budgets_aggregates_seeds_and_resumes(tmp_path: Path) -> None:
     study = _study_module()
     out = tmp_path / "study"
     args = [
-        "--out",
-        str(out),
-        "--size",
-        "tiny",
-        "--epochs",
-        "1",
-        "--seeds",
-        "0",
-        "1",
-        "--only",
-        "sie",
-        "vicreg",
-    ]
+        "--out", str(out), "--preset", "cpu",
+        "--set", "render.classes=3", "render.objects_per_class=6", "render.views=4", "train.batch_size=8",
+        "eval.probe_epochs=2", "model.mlp=32-32-32", "model.equi=64", "eval.tasks=[classification,rotation]",
+        "--budgets", "0.01", "0.03", "--seeds", "0", "1", "--only", "sie", "vicreg",
+        "--calibration-steps", "3", "--no-report",
+    ]  # fmt: skip
     study.main(args)
+    calibration = json.loads((out / "calibration.json").read_text())
+    assert set(calibration) == {"sie", "vicreg"} and all(
+        c["seconds_per_step"] > 0 for c in calibration.values()
+    )
     records = json.loads((out / "study.json").read_text())
     assert sorted(records) == ["sie-s0", "sie-s1", "vicreg-s0", "vicreg-s1"]
-    rows = {r["label"]: r for r in json.loads((out / "study_table.json").read_text())}
-    assert set(rows) == {"SIE", "VICReg"}
-    top1 = rows["SIE"]["cells"]["Top-1 inv (%)"]
+    for key, record in records.items():
+        steps = [record["budgets"][b]["steps"] for b in ("0.01min", "0.03min")]
+        per_step = calibration[key.rsplit("-s", 1)[0]]["seconds_per_step"]
+        assert steps == [study.budget_steps(0.01, per_step), study.budget_steps(0.03, per_step)]
+        assert (out / "runs" / key / "results_0.01min.json").is_file()
+    table = json.loads((out / "study_table.json").read_text())
+    assert set(table) == {"0.01min", "0.03min"}
+    sie_row = next(r for r in table["0.03min"] if r["label"] == "SIE")
     per_seed = []
     for key in ("sie-s0", "sie-s1"):
-        results = json.loads((out / "runs" / key / "eval" / "results.json").read_text())
+        results = json.loads((out / "runs" / key / "results_0.03min.json").read_text())
         per_seed += [s["mean"] for s in results["summary"] if (s["task"], s["part"], s["metric"]) == (
             "classification", "inv", "top1")]  # fmt: skip
-    assert top1["n"] == 2 and top1["mean"] == pytest.approx(sum(per_seed) / 2)
-    assert "Rot. R² equi" not in rows["VICReg"]["cells"]  # VICReg has no split representation
-    table = (out / "study_table.md").read_text()
-    assert table.count("\n") == 2 + 2 + 1 and "chance level" in table
-    assert (out / "study.png").stat().st_size > 10_000 and (out / "report" / "report.md").is_file()
-    train_s = {k: r["train_s"] for k, r in records.items()}
-    study.main([*args, "--reevaluate"])
-    again = json.loads((out / "study.json").read_text())
-    assert {k: r["train_s"] for k, r in again.items()} == train_s  # training times survive a re-evaluation
-    assert all("reevaluate_s" in r for r in again.values())
-    assert "total_s" in json.loads((out / "study_meta.json").read_text())
+    cell = sie_row["cells"]["Top-1 inv (%)"]
+    assert cell["n"] == 2 and cell["mean"] == pytest.approx(sum(per_seed) / 2)
+    vicreg_row = next(r for r in table["0.03min"] if r["label"] == "VICReg")
+    assert "Rot. R² equi" not in vicreg_row["cells"]  # VICReg has no split representation
+    markdown = (out / "study_table.md").read_text()
+    assert markdown.count("chance level") == 2 and "### 0.03min of training" in markdown
+    for figure in ("study_budgets.png", "study_tradeoff.png"):
+        assert (out / figure).stat().st_size > 10_000
+    stamp = (out / "runs" / "sie-s0" / "checkpoint.pt").stat().st_mtime_ns
+    study.main(args)  # everything is done: nothing is retrained
+    assert (out / "runs" / "sie-s0" / "checkpoint.pt").stat().st_mtime_ns == stamp
+    assert json.loads((out / "study.json").read_text()) == records

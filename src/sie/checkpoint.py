@@ -7,7 +7,7 @@ Two artefacts per run directory (DESIGN.md contract 5):
   ``torch.load(..., weights_only=True)`` (no pickled classes, no code execution on load).
 * ``backbone.safetensors``: the backbone's weights only, with clean keys (no ``module.``,
   ``_orig_mod.`` or ``backbone.`` prefix) that load strictly into the backbone class, plus string
-  metadata (arch, small_stem, num_features, method, step, the run's config as YAML).
+  metadata (arch, small_stem, width, num_features, method, step, the run's config as YAML).
 
 Writes are atomic: the bytes go to a temporary file in the same directory, are flushed and fsynced,
 and only then renamed over the old file. A failure while writing (a full disk, say) leaves the
@@ -216,6 +216,7 @@ def export_backbone(
         "format": "sie-backbone-1",
         "arch": cfg.model.arch,
         "small_stem": json.dumps(bool(cfg.model.small_stem)),
+        "width": str(int(cfg.model.width)),
         "num_features": str(int(getattr(backbone, "num_features", 0))),
         "method": cfg.model.method,
         "config": yaml.safe_dump(config_to_dict(cfg), sort_keys=False),
@@ -287,9 +288,16 @@ def load_backbone(path: str | Path, map_location: str | torch.device = "cpu") ->
     meta = read_backbone_metadata(path)
     if "arch" not in meta:
         raise UsageError(f"{path}: no 'arch' in the safetensors metadata; was it written by sie?")
-    backbone = build_backbone(meta["arch"], small_stem=json.loads(meta.get("small_stem", "false")))
+    try:
+        backbone = build_backbone(
+            meta["arch"],
+            small_stem=json.loads(meta.get("small_stem", "false")),
+            width=int(meta.get("width", "0")),  # files written before model.width existed: the default
+        )
+    except ValueError as exc:
+        raise UsageError(f"{path}: cannot rebuild its backbone: {exc}") from None
     state = load_file(str(path), device=str(map_location))
-    load_state_strict(backbone, state, str(path))
+    load_state_strict(backbone, state, f"{path} (arch {meta['arch']}, width {meta.get('width', 'default')})")
     result: nn.Module = backbone.eval()
     return result
 

@@ -28,7 +28,7 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescrip
 def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """The layered configuration flags shared by every stage (see ``sie config keys``)."""
     group = parser.add_argument_group("configuration (preset -> --config -> --set -> flags)")
-    group.add_argument("--preset", default="paper", help="named preset: paper | cpu-small")
+    group.add_argument("--preset", default="paper", help="named preset: paper | cpu-small | cpu")
     group.add_argument("--config", metavar="FILE.yaml", default=None, help="YAML file laid over the preset")
     group.add_argument(
         "--set",
@@ -481,14 +481,16 @@ def _register_render(sub: _SubParsers) -> None:
             "view of every object into OUT in the exact 3DIEBench layout, with split files, dataset.json and\n"
             "preview.png. Images and latents depend only on the seed, not on --workers or --shard; re-running the\n"
             "same command resumes (finished objects are kept). Presets: tiny (5 classes x 6 objects x 6 views,\n"
-            "32 px), small (10 x 20 x 10, 64 px), full (55 classes with 3DIEBench's class sizes, 50 views, 256 px)."
+            "32 px), mini (10 x 40 x 20, 32 px, zoomed camera: the cpu preset's), small (10 x 20 x 10, 64 px), full (55 classes with 3DIEBench's class sizes, 50 views, 256 px)."
         ),
         formatter_class=_HelpFormatter,
     )
     p.add_argument(
         "out", metavar="OUT", help="dataset directory (created; must be empty or this same dataset)"
     )
-    p.add_argument("--preset", default="full", choices=("tiny", "small", "full"), help="render size preset")
+    p.add_argument(
+        "--preset", default="full", choices=("tiny", "mini", "small", "full"), help="render size preset"
+    )
     p.add_argument("--config", metavar="FILE.yaml", default=None, help="YAML file laid over the preset")
     p.add_argument(
         "--set",
@@ -537,15 +539,38 @@ def _register_render(sub: _SubParsers) -> None:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from sie.demo import run_demo
 
+    baseline = None if args.baseline == "none" else args.baseline
     result = run_demo(
-        args.out, method=args.method, size=args.size, device=args.device, seed=args.seed, epochs=args.epochs
+        args.out,
+        method=args.method,
+        baseline=baseline,
+        size=args.size,
+        device=args.device,
+        seed=args.seed,
+        epochs=args.epochs,
     )
-    width = max(len(label) for label, _, _ in result.headline) if result.headline else 0
-    print(f"\nsie demo: {args.method} on a rendered procedural benchmark, {result.wall_time_s / 60:.1f} min")
-    for label, value, chance in result.headline:
-        print(f"  {label:<{width}}  {value:8.3f}   (chance {chance:.3f})")
-    print(f"report: {result.report_html}\n        {result.report_md}")
-    print(f"run:    {result.run_dir}\ndata:   {result.data_dir}")
+    names = [r.method for r in result.runs]
+    rows: list[str] = []
+    for label, *_ in [row for r in result.runs for row in r.headline]:
+        if label not in rows:
+            rows.append(label)
+    width = max(len(label) for label in rows) if rows else 0
+    print(
+        f"\nsie demo: {' and '.join(names)} on a rendered procedural benchmark, {result.wall_time_s / 60:.1f} min"
+    )
+    print("  " + " " * width + "".join(f"{name:>10}" for name in names) + "    chance")
+    for label in rows:
+        cells, chance = "", None
+        for run in result.runs:
+            found = next(((v, c) for lab, v, c in run.headline if lab == label), None)
+            cells += f"{found[0]:10.3f}" if found else f"{'–':>10}"
+            chance = found[1] if found else chance
+        print(f"  {label:<{width}}{cells}    {chance:.3f}")
+    print("\n" + result.summary)
+    print(f"\nreport: {result.report_html}\n        {result.report_md}")
+    print(
+        "runs:   " + "\n        ".join(str(r.run_dir) for r in result.runs) + f"\ndata:   {result.data_dir}"
+    )
     return 0
 
 
@@ -556,17 +581,25 @@ def _register_demo(sub: _SubParsers) -> None:
         "demo",
         help="the whole pipeline, small, on CPU: render, pack, train, evaluate, report",
         description=(
-            "Renders a procedural 3DIEBench-style benchmark, packs it, trains a method on it, runs the\n"
-            "evaluation protocol and writes a report. No download. Re-running with the same --out reuses\n"
-            "the rendered data and resumes an interrupted training run."
+            "Renders a procedural 3DIEBench-style benchmark (the mini preset), packs it, trains a method and an\n"
+            "invariant baseline on it for the same number of steps (the cpu preset), runs the evaluation protocol\n"
+            "on both and writes one report. No download. Re-running with the same --out reuses the rendered data\n"
+            "and resumes an interrupted training run."
         ),
         formatter_class=_HelpFormatter,
     )
     p.add_argument("--out", default="demo", help="output folder (data, packed store, run, report)")
     p.add_argument("--method", default="sie", help="registered method to train (see `sie methods`)")
+    p.add_argument(
+        "--baseline",
+        default="vicreg",
+        help="a second method trained for the same steps and shown side by side ('none' to skip)",
+    )
     p.add_argument("--size", default="small", choices=sorted(DEMO_SIZES), help="benchmark size and budget")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"], help="training device")
-    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: the size's)")
+    p.add_argument(
+        "--epochs", type=int, default=None, help="training epochs per method (default: the size's)"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the rendering and the training")
     p.set_defaults(func=_cmd_demo)
 

@@ -37,6 +37,7 @@ __all__ = [
     "RenderConfig",
     "TrainConfig",
     "apply_overrides",
+    "backbone_dim",
     "config_diff",
     "config_from_dict",
     "config_keys",
@@ -85,11 +86,21 @@ class ModelConfig:
     """The method, its backbone and heads, and its loss coefficients (reference flag names)."""
 
     method: str = param("sie", "registered method name (see `sie methods`)")
-    arch: Literal["resnet18", "torchvision_resnet18"] = param(
-        "resnet18", "backbone: the reference's ResNet-18 variant, or torchvision's resnet18"
+    arch: Literal["resnet18", "torchvision_resnet18", "convnet"] = param(
+        "resnet18",
+        "backbone: the reference's ResNet-18 variant, torchvision's resnet18, or a plain 7-layer CNN for "
+        "32 px CPU runs (docs/methods.md)",
     )
-    small_stem: bool = param(False, "3x3 stride-1 stem without max-pool, for 32-64 px inputs")
-    equi: int = param(256, "representation dims in the equivariant part (the last ones of 512)", "dims")
+    small_stem: bool = param(False, "3x3 stride-1 stem without max-pool, for 32-64 px inputs (ResNets)")
+    width: int = param(
+        0,
+        "channels of the backbone's first stage, 8x that in the representation; 0 = the arch's default "
+        "(64 for the ResNets = the reference, 32 for convnet)",
+        "channels",
+    )
+    equi: int = param(
+        256, "representation dims in the equivariant part (the last ones; 512 in all for ResNet-18)", "dims"
+    )
     mlp: str = param("2048-2048-2048", "projector widths, split between parts in proportion to `equi`")
     predictor_type: Literal["hypernetwork", "mlp"] = param("hypernetwork", "predictor family")
     hypernetwork: Literal["linear", "deep"] = param(
@@ -160,6 +171,12 @@ class TrainConfig:
     seed: int = param(0, "global seed (weights, view sampling)")
     log_every_s: float = param(30.0, "seconds between metrics.jsonl records", "s")
     checkpoint_every_min: float = param(10.0, "minutes between checkpoints (also at each epoch end)", "min")
+    checkpoint_every_epochs: int = param(
+        1,
+        "also checkpoint at the end of every N-th epoch (and the last); > 1 for tiny datasets whose epochs "
+        "last a few steps",
+        "epochs",
+    )
     online_eval: bool = param(True, "train the detached online probes of the reference")
     online_eval_every: int = param(1, "run the online probes every N steps", "steps")
     drop_last: bool = param(
@@ -304,7 +321,31 @@ compute), narrower projector, bf16 + channels_last, short runs. Its rendered ben
 3DIEBench camera (field of view 0.42 rad instead of 0.691) so objects span ~35 px of the 64 instead of
 ~21 px."""
 
-PRESETS: dict[str, Config] = {"paper": PAPER, "cpu-small": CPU_SMALL}
+CPU = Config(
+    data=DataConfig(resolution=32, num_workers=0),
+    model=ModelConfig(arch="convnet", equi=128, mlp="1024-1024-1024", hypernetwork_init_gain=1.0),
+    train=TrainConfig(
+        epochs=450,
+        batch_size=128,
+        device="cpu",
+        precision="bf16",
+        channels_last=True,
+        log_every_s=10.0,
+        checkpoint_every_min=2.0,
+        checkpoint_every_epochs=50,
+    ),
+    eval=EvalConfig(probe_epochs=40, probe_hidden="256-256", feature_batch_size=256),
+    render=RenderConfig(
+        classes=10, objects_per_class=40, views=20, size=32, samples_per_pixel=2, field_of_view=0.42
+    ),
+)
+"""Minutes-scale CPU configuration: the ``mini`` benchmark (10 classes x 40 objects x 20 views at 32 px,
+zoomed camera) and the ``convnet`` backbone (1.2M parameters, 256-d: 128 invariant + 128 equivariant),
+batch 128, bf16 + channels_last, 900 steps (about 5 minutes on 2 cores). One documented deviation from the
+reference is on: ``model.hypernetwork_init_gain=1`` (the hypernetwork's generated layer starts at unit gain
+instead of ~6.5; docs/results.md shows why). Chosen by measurement: benchmarks/README.md."""
+
+PRESETS: dict[str, Config] = {"paper": PAPER, "cpu-small": CPU_SMALL, "cpu": CPU}
 
 
 def get_preset(name: str) -> Config:
@@ -525,7 +566,17 @@ def apply_overrides(cfg: Config, overrides: Sequence[str], *, source: str = "--s
 # Validation of combinations
 # ---------------------------------------------------------------------------------------------------
 
-BACKBONE_DIMS = {"resnet18": 512, "torchvision_resnet18": 512}
+BACKBONE_DEFAULT_WIDTHS: dict[str, int] = {"resnet18": 64, "torchvision_resnet18": 64, "convnet": 32}
+"""Channels of a backbone's first stage when ``model.width`` is 0 (the architecture's own default)."""
+
+
+def backbone_dim(arch: str, width: int = 0) -> int:
+    """Representation dims of a backbone: 8 x its first-stage width (width 0 = the arch's default)."""
+    if arch not in BACKBONE_DEFAULT_WIDTHS:
+        raise ValueError(
+            f"unknown backbone arch {arch!r}; expected one of {', '.join(BACKBONE_DEFAULT_WIDTHS)}"
+        )
+    return 8 * (width or BACKBONE_DEFAULT_WIDTHS[arch])
 
 
 def parse_mlp_spec(spec: str, key: str = "model.mlp") -> tuple[int, ...]:
@@ -541,11 +592,19 @@ def parse_mlp_spec(spec: str, key: str = "model.mlp") -> tuple[int, ...]:
 def validate(cfg: Config, source: str = "config") -> Config:
     """Refuse impossible combinations with a message naming the keys and values; return ``cfg``."""
     m, d, t, o, e, r = cfg.model, cfg.data, cfg.train, cfg.optim, cfg.eval, cfg.render
-    repr_dim = BACKBONE_DIMS[m.arch]
+    if m.width < 0:
+        raise ConfigError(f"{source}: model.width={m.width} must be >= 0 (0 = the arch's default)")
+    if m.arch == "torchvision_resnet18" and m.width not in (0, 64):
+        raise ConfigError(
+            f"{source}: model.width={m.width}: model.arch='torchvision_resnet18' has width 64 only"
+        )
+    if m.arch == "convnet" and m.small_stem:
+        raise ConfigError(f"{source}: model.small_stem=true: model.arch='convnet' has no stem to replace")
+    repr_dim = backbone_dim(m.arch, m.width)
     if not 0 <= m.equi < repr_dim:
         raise ConfigError(
-            f"{source}: model.equi={m.equi} must be in [0, {repr_dim}) for model.arch={m.arch!r} "
-            f"({repr_dim}-d representation; the invariant part needs at least one dim)"
+            f"{source}: model.equi={m.equi} must be in [0, {repr_dim}) for model.arch={m.arch!r}, "
+            f"model.width={m.width} ({repr_dim}-d representation; the invariant part needs at least one dim)"
         )
     if not parse_mlp_spec(m.mlp):
         raise ConfigError(f"{source}: model.mlp must name at least one layer width")
@@ -556,6 +615,7 @@ def validate(cfg: Config, source: str = "config") -> Config:
         "train.batch_size": t.batch_size,
         "model.tf_num_layers": m.tf_num_layers,
         "train.online_eval_every": t.online_eval_every,
+        "train.checkpoint_every_epochs": t.checkpoint_every_epochs,
         "eval.probe_batch_size": e.probe_batch_size,
         "eval.feature_batch_size": e.feature_batch_size,
         "render.classes": r.classes,

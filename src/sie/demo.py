@@ -1,8 +1,13 @@
 """``sie demo``: the whole pipeline, small, on CPU -- render, pack, train, evaluate, report.
 
-Every number it prints is computed in this run from data it rendered itself (nothing is cached
-between machines or fixed in code). Re-running with the same ``--out`` reuses the rendered data
-and packed store, resumes an interrupted training run, and re-evaluates.
+It trains a method (SIE by default) and an invariant baseline (VICReg by default) for the same number of
+steps on the same rendered benchmark, evaluates both with the same protocol and prints their numbers side
+by side with each metric's chance level, then says in words what was learned. It uses the ``cpu`` preset
+(the ``mini`` benchmark at 32 px and the ``convnet`` backbone, with the documented option
+``model.hypernetwork_init_gain=1``; docs/config.md). Every number it prints is computed in this run from
+data it rendered itself (nothing is cached between machines or fixed in code). Re-running with the same
+``--out`` reuses the rendered data and packed store, resumes an interrupted training run, and
+re-evaluates.
 """
 
 from __future__ import annotations
@@ -15,18 +20,18 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from sie.config import CPU_SMALL, Config, validate
-from sie.errors import UsageError
+from sie.config import CPU, Config, validate
+from sie.errors import ConfigError, UsageError
 from sie.log import get_logger
 
-__all__ = ["DEMO_SIZES", "DemoResult", "DemoSize", "run_demo"]
+__all__ = ["DEMO_SIZES", "DemoResult", "DemoSize", "MethodResult", "run_demo"]
 
 log = get_logger(__name__)
 
 
 @dataclass(frozen=True)
 class DemoSize:
-    """How big the demo is: the rendered benchmark and the training budget."""
+    """How big the demo is: the rendered benchmark and the training budget (per method)."""
 
     classes: int
     objects_per_class: int
@@ -40,24 +45,46 @@ class DemoSize:
 
 
 DEMO_SIZES: dict[str, DemoSize] = {
-    # A check that everything runs (a couple of minutes); it learns little.
-    "tiny": DemoSize(5, 12, 8, 64, epochs=4, batch_size=16, probe_epochs=10, disk_mb=400, memory_mb=2500),
-    # The default: 500 optimizer steps of 64 pairs, about 10 minutes on a 2-core CPU (benchmarks/README.md).
+    # A check that everything runs (well under a minute per method); it learns little.
+    "tiny": DemoSize(5, 12, 8, 32, epochs=4, batch_size=16, probe_epochs=10, disk_mb=300, memory_mb=1500),
+    # The default: the `mini` benchmark (10 classes x 40 objects x 20 views, 32 px); 320 train objects at
+    # batch 128 make 2 steps per epoch, so 400 epochs = 800 optimizer steps per method, about 4 minutes
+    # each on a 2-core CPU (benchmarks/README.md).
     "small": DemoSize(
-        10, 48, 10, 64, epochs=100, batch_size=64, probe_epochs=40, disk_mb=800, memory_mb=3500
+        10, 40, 20, 32, epochs=400, batch_size=128, probe_epochs=40, disk_mb=600, memory_mb=2500
     ),
 }
 
 
 @dataclass(frozen=True)
-class DemoResult:
-    data_dir: Path
+class MethodResult:
+    """One trained and evaluated method of the demo."""
+
+    method: str
     run_dir: Path
     results: Path
+    headline: list[tuple[str, float, float]]  # (label, value, chance)
+    train_s: float
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    data_dir: Path
+    runs: list[MethodResult]
     report_md: Path
     report_html: Path
-    headline: list[tuple[str, float, float]]  # (label, value, chance)
+    summary: str  # what was learned, in words
     wall_time_s: float
+
+    @property
+    def run_dir(self) -> Path:
+        """The main method's run directory."""
+        return self.runs[0].run_dir
+
+    @property
+    def headline(self) -> list[tuple[str, float, float]]:
+        """The main method's headline numbers."""
+        return self.runs[0].headline
 
 
 def _available_memory_mb() -> float | None:
@@ -92,22 +119,22 @@ def _preflight(out: Path, size: DemoSize, size_name: str) -> None:
 
 
 def demo_config(size: DemoSize, *, method: str, device: str, seed: int, data_root: Path) -> Config:
-    """The demo's training configuration: the cpu-small preset scaled to ``size``."""
+    """The demo's training configuration: the ``cpu`` preset scaled to ``size``."""
     cfg = replace(
-        CPU_SMALL,
-        data=replace(CPU_SMALL.data, root=str(data_root), resolution=size.image_size),
-        model=replace(CPU_SMALL.model, method=method),
+        CPU,
+        data=replace(CPU.data, root=str(data_root), resolution=size.image_size),
+        model=replace(CPU.model, method=method),
         train=replace(
-            CPU_SMALL.train,
+            CPU.train,
             epochs=size.epochs,
             batch_size=size.batch_size,
             device=device,
-            precision="bf16" if device == "cpu" else CPU_SMALL.train.precision,
+            precision="bf16" if device == "cpu" else CPU.train.precision,
             seed=seed,
         ),
-        eval=replace(CPU_SMALL.eval, probe_epochs=size.probe_epochs),
+        eval=replace(CPU.eval, probe_epochs=size.probe_epochs),
         render=replace(
-            CPU_SMALL.render,
+            CPU.render,
             classes=size.classes,
             objects_per_class=size.objects_per_class,
             views=size.views,
@@ -118,90 +145,170 @@ def demo_config(size: DemoSize, *, method: str, device: str, seed: int, data_roo
     return validate(cfg, "sie demo")
 
 
+def check_demo_methods(methods: list[str], size: DemoSize, *, device: str, seed: int, out: Path) -> None:
+    """Refuse unknown or unbuildable methods before anything is rendered (one line naming the flag)."""
+    from sie.methods import build_method, list_methods
+
+    registered = [name for name, _ in list_methods()]
+    for flag, name in zip(("--method", "--baseline"), methods, strict=False):
+        if name not in registered:
+            import difflib
+
+            close = difflib.get_close_matches(name, registered, n=1, cutoff=0.5)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise UsageError(f"{flag} {name!r} is not a registered method{hint}; see `sie methods`")
+        cfg = demo_config(size, method=name, device=device, seed=seed, data_root=out / "packed")
+        try:
+            build_method(cfg, transform_dim=4)  # the demo's data gives quaternions (4 parameters)
+        except ConfigError as exc:
+            raise UsageError(f"{flag} {name}: {exc}") from None
+    if len(methods) == 2 and methods[0] == methods[1]:
+        raise UsageError(f"--baseline {methods[1]!r} is the same as --method; choose another or 'none'")
+
+
 def _stage(index: int, total: int, text: str) -> float:
     log.info("[%d/%d] %s", index, total, text)
     return time.perf_counter()
 
 
+# (task, metric, part, split, label): what the demo prints, in this order; a method prints the rows it has.
+HEADLINE_ROWS: list[tuple[str, str, str, str, str]] = [
+    ("rotation", "r2", "equi", "val", "rotation R², equivariant part"),
+    ("rotation", "r2", "full", "val", "rotation R², whole representation"),
+    ("classification", "top1", "inv", "val", "top-1, invariant part"),
+    ("classification", "top1", "full", "val", "top-1, whole representation"),
+    ("retrieval", "MRR", "embedding", "val-val", "predictor MRR (val, val)"),
+    ("retrieval", "PRE", "embedding", "val-all", "predictor PRE (val, all; lower is better)"),
+]
+
+# How far from its chance level a value must be before the summary calls it learned.
+LEARNED_MARGIN = {"r2": 0.05, "top1": 0.05, "MRR": 0.02, "PRE": 0.02}
+
+
 def _headline(results_path: Path) -> list[tuple[str, float, float]]:
     results = json.loads(results_path.read_text())
-    wanted = [
-        ("rotation", "r2", "equi", "rotation R² (equivariant part)"),
-        ("rotation", "r2", "inv", "rotation R² (invariant part)"),
-        ("classification", "top1", "inv", "top-1 (invariant part)"),
-        ("retrieval", "MRR", "embedding", "predictor MRR (val, val)"),
-        ("retrieval", "PRE", "embedding", "predictor PRE (val, all; lower is better)"),
-    ]
     rows: list[tuple[str, float, float]] = []
-    for task, metric, part, label in wanted:
+    for task, metric, part, split, label in HEADLINE_ROWS:
         for s in results["summary"]:
-            split_ok = s["split"] in ("val", "val-val") if metric != "PRE" else s["split"] == "val-all"
-            if s["task"] == task and s["metric"] == metric and s["part"] == part and split_ok:
+            if (s["task"], s["metric"], s["part"], s["split"]) == (task, metric, part, split):
                 rows.append((label, float(s["mean"]), float(s["chance"])))
                 break
     return rows
+
+
+def _learned(label: str, value: float, chance: float) -> bool:
+    metric = "PRE" if "PRE" in label else "MRR" if "MRR" in label else "top1" if "top-1" in label else "r2"
+    if metric == "PRE":
+        return value < chance - LEARNED_MARGIN[metric]
+    return value > chance + LEARNED_MARGIN[metric]
+
+
+def summarize(runs: list[MethodResult]) -> str:
+    """What the runs learned, in plain words, from their headline numbers and chance levels."""
+    sentences = []
+    for run in runs:
+        values = {label: (value, chance) for label, value, chance in run.headline}
+        learned, not_learned = [], []
+        for label, (value, chance) in values.items():
+            bar = (
+                "doing nothing"
+                if "PRE" in label
+                else "chance"
+                if "top-1" in label or "MRR" in label
+                else "the floor"
+            )
+            text = f"{label} {value:.2f} vs {chance:.2f} for {bar}"
+            (learned if _learned(label, value, chance) else not_learned).append(text)
+        sentence = f"{run.method}: "
+        sentence += f"learned ({'; '.join(learned)})" if learned else "learned nothing measurable"
+        if not_learned:
+            sentence += f"; at chance: {'; '.join(not_learned)}"
+        sentences.append(sentence + ".")
+    if len(runs) == 2:
+        main, other = runs
+        rot = dict((label, value) for label, value, _ in main.headline)
+        base = dict((label, value) for label, value, _ in other.headline)
+        ours = rot.get("rotation R², equivariant part", rot.get("rotation R², whole representation"))
+        theirs = base.get("rotation R², whole representation")
+        if ours is not None and theirs is not None:
+            verb = "more" if ours > theirs + 0.02 else "less" if ours < theirs - 0.02 else "as much"
+            sentences.append(
+                f"{main.method}'s equivariant part holds {verb} rotation information than {other.method}'s whole "
+                f"representation (R² {ours:.2f} vs {theirs:.2f}) after the same number of training steps."
+            )
+    return "\n".join(sentences)
 
 
 def run_demo(
     out: str | Path = "demo",
     *,
     method: str = "sie",
+    baseline: str | None = "vicreg",
     size: str = "small",
     device: str = "cpu",
     seed: int = 0,
     epochs: int | None = None,
 ) -> DemoResult:
-    """Render a procedural benchmark, train ``method`` on it, evaluate it and write a report under ``out``."""
+    """Render a procedural benchmark, train ``method`` and ``baseline`` on it for the same number of steps,
+    evaluate both and write one report under ``out``."""
     if size not in DEMO_SIZES:
         raise UsageError(f"--size {size!r}: expected one of {', '.join(DEMO_SIZES)}")
     spec = DEMO_SIZES[size]
     if epochs is not None:
+        if epochs <= 0:
+            raise UsageError(f"--epochs {epochs}: must be positive")
         spec = replace(spec, epochs=epochs)
     out = Path(out).resolve()
+    methods = [method] if baseline in (None, "", "none") else [method, str(baseline)]
+    check_demo_methods(methods, spec, device=device, seed=seed, out=out)
     _preflight(out, spec, size)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    data_dir, packed_dir = out / "data", out / "packed"
-    run_dir, report_dir = out / "runs" / method, out / "report"
-    cfg = demo_config(spec, method=method, device=device, seed=seed, data_root=packed_dir)
+    data_dir, packed_dir, report_dir = out / "data", out / "packed", out / "report"
+    total = 3 + 2 * len(methods)
+    base = demo_config(spec, method=method, device=device, seed=seed, data_root=packed_dir)
 
-    t = _stage(1, 5, f"render a procedural benchmark into {data_dir}")
-    _render(cfg, data_dir)
+    t = _stage(1, total, f"render a procedural benchmark into {data_dir}")
+    _render(base, data_dir)
     log.info("render done in %.0f s", time.perf_counter() - t)
 
-    t = _stage(2, 5, f"pack it at {spec.image_size} px into {packed_dir}")
+    t = _stage(2, total, f"pack it at {spec.image_size} px into {packed_dir}")
     from sie.data.pack import pack_dataset
 
     pack_dataset(data_dir, packed_dir, resolution=spec.image_size, workers=os.cpu_count() or 1)
     log.info("pack done in %.0f s", time.perf_counter() - t)
 
-    t = _stage(3, 5, f"train {method} on CPU for {spec.epochs} epochs into {run_dir}")
+    from sie.eval import evaluate
     from sie.train import train
 
-    resume = (run_dir / "checkpoint.pt").is_file()
-    if resume:
-        log.info("found %s: resuming it", run_dir / "checkpoint.pt")
-    train(cfg, run_dir, resume=resume)
-    log.info("train done in %.0f s", time.perf_counter() - t)
+    runs: list[MethodResult] = []
+    for index, name in enumerate(methods):
+        cfg = demo_config(spec, method=name, device=device, seed=seed, data_root=packed_dir)
+        run_dir = out / "runs" / name
+        steps = f"{spec.epochs} epochs" if spec.epochs != 1 else "1 epoch"
+        t = _stage(3 + 2 * index, total, f"train {name} on {device} for {steps} into {run_dir}")
+        resume = (run_dir / "checkpoint.pt").is_file()
+        if resume:
+            log.info("found %s: resuming it", run_dir / "checkpoint.pt")
+        train(cfg, run_dir, resume=resume)
+        train_s = time.perf_counter() - t
+        log.info("train done in %.0f s", train_s)
+        t = _stage(4 + 2 * index, total, f"evaluate {name}: features once, probes, predictor retrieval")
+        results = evaluate(run_dir, packed_dir, cfg, preset_name=f"demo-{size}")
+        log.info("eval done in %.0f s", time.perf_counter() - t)
+        runs.append(MethodResult(name, run_dir, results, _headline(results), train_s))
 
-    t = _stage(4, 5, "evaluate: features once, probes, predictor retrieval")
-    from sie.eval import evaluate
-
-    results = evaluate(run_dir, packed_dir, cfg, preset_name=f"demo-{size}")
-    log.info("eval done in %.0f s", time.perf_counter() - t)
-
-    t = _stage(5, 5, f"report into {report_dir}")
+    t = _stage(total, total, f"report into {report_dir}")
     from sie.eval.report import write_report
 
-    report_md, report_html = write_report([run_dir], report_dir)
+    report_md, report_html = write_report([r.run_dir for r in runs], report_dir)
     log.info("report done in %.0f s", time.perf_counter() - t)
     return DemoResult(
         data_dir=data_dir,
-        run_dir=run_dir,
-        results=results,
+        runs=runs,
         report_md=report_md,
         report_html=report_html,
-        headline=_headline(results),
+        summary=summarize(runs),
         wall_time_s=time.perf_counter() - started,
     )
 

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 import torchvision
 from torch import nn
 
-from sie.nn.backbones import ReferenceBasicBlock, ReferenceResNet18, TorchvisionResNet18, build_backbone
+from sie.nn.backbones import (
+    ConvNet,
+    ReferenceBasicBlock,
+    ReferenceResNet18,
+    TorchvisionResNet18,
+    backbone_dim,
+    build_backbone,
+)
 
 
 def _count(module: nn.Module) -> int:
@@ -125,3 +134,42 @@ def test_state_dict_round_trip_and_unknown_arch() -> None:
     fresh.load_state_dict(model.state_dict(), strict=True)
     with pytest.raises(ValueError, match="unknown backbone arch 'resnet50'"):
         build_backbone("resnet50")
+
+
+def test_convnet_layers_parameter_count_and_output() -> None:
+    model = build_backbone("convnet")
+    assert isinstance(model, ConvNet) and model.num_features == 256
+    # Seven 3x3 convs without bias (in * out * 9) and their BatchNorms (2 * out), width 32.
+    channels = [3, 32, 64, 64, 128, 128, 256, 256]
+    expected = sum(9 * i * o + 2 * o for i, o in itertools.pairwise(channels))
+    assert _count(model) == expected == 1_163_936
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert [c.stride[0] for c in convs] == [1, 2, 1, 2, 1, 2, 1]
+    with torch.no_grad():
+        assert model.eval()(torch.randn(2, 3, 32, 32)).shape == (2, 256)
+    wide = build_backbone("convnet", width=8)
+    assert wide.num_features == 64 and backbone_dim("convnet", 8) == 64
+
+
+def test_resnet18_width_scales_every_stage() -> None:
+    half = build_backbone("resnet18", small_stem=True, width=32).eval()
+    assert half.num_features == 256 == backbone_dim("resnet18", 32)
+    assert [getattr(half, f"layer{i}")[0].conv1.out_channels for i in (1, 2, 3, 4)] == [32, 64, 128, 256]
+    with torch.no_grad():
+        assert half(torch.randn(2, 3, 32, 32)).shape == (2, 256)
+    # Every conv scales its in and out channels by 1/2 except the RGB input of the stem.
+    full = build_backbone("resnet18", small_stem=True)
+    full_convs = sum(m.weight.numel() for m in full.modules() if isinstance(m, nn.Conv2d))
+    half_convs = sum(m.weight.numel() for m in half.modules() if isinstance(m, nn.Conv2d))
+    stem = 3 * 64 * 9
+    assert half_convs == (full_convs - stem) // 4 + stem // 2
+    assert backbone_dim("resnet18") == 512  # width 0 = the reference's 64
+
+
+def test_backbone_build_errors() -> None:
+    with pytest.raises(ValueError, match="convnet has no stem"):
+        build_backbone("convnet", small_stem=True)
+    with pytest.raises(ValueError, match="torchvision_resnet18 has width 64 only"):
+        build_backbone("torchvision_resnet18", width=32)
+    with pytest.raises(ValueError, match="width must be positive"):
+        ConvNet(width=-1)

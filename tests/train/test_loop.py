@@ -195,3 +195,28 @@ def test_resume_with_another_config_is_refused_or_recorded(tiny_dataset: Path, t
     assert load_checkpoint(run / "checkpoint.pt")["config"]["model"]["sim_coeff"] == 5.0
     with pytest.raises(UsageError, match=r"no checkpoint\.pt"):
         train(cfg, tmp_path / "empty", resume=True)
+
+
+def test_checkpoint_every_epochs_saves_every_nth_epoch_and_the_last(
+    tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sie.train.loop as loop
+
+    saved: list[tuple[int, int]] = []
+    real_save = loop.save_training_state
+
+    def spy(run: Any) -> None:
+        saved.append((run.epoch, run.batches_in_epoch))
+        real_save(run)
+
+    monkeypatch.setattr(loop, "save_training_state", spy)
+    cfg = tiny_config(tiny_dataset, "vicreg", epochs=5, checkpoint_every_epochs=2, checkpoint_every_min=1e9)
+    run = train(cfg, tmp_path / "run")
+    assert saved == [(2, 0), (4, 0), (5, 0)]  # epochs 2 and 4, and the last one
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "completed" and info["epoch"] == 5
+    # A stop between checkpoint epochs still writes a checkpoint of where it stopped.
+    saved.clear()
+    steps_per_epoch = info["step"] // 5
+    train(cfg, tmp_path / "stopped", max_steps=steps_per_epoch * 3)
+    assert saved == [(2, 0), (3, 0)]

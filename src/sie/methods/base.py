@@ -78,7 +78,9 @@ class Method(nn.Module):
             raise ConfigError(f"transform_dim={transform_dim} must be positive")
         self.cfg = cfg
         self.transform_dim = transform_dim
-        self.backbone: nn.Module = build_backbone(cfg.model.arch, small_stem=cfg.model.small_stem)
+        self.backbone: nn.Module = build_backbone(
+            cfg.model.arch, small_stem=cfg.model.small_stem, width=cfg.model.width
+        )
         num_features: int = self.backbone.num_features  # type: ignore[assignment]  # every backbone has it
         self.repr_dim = int(num_features)
 

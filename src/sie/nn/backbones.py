@@ -1,4 +1,5 @@
-"""Backbones: the reference's ResNet-18 variant, torchvision's resnet18, and a small-input stem.
+"""Backbones: the reference's ResNet-18 variant, torchvision's resnet18, a small-input stem, and a
+plain convolutional network for minutes-scale CPU runs.
 
 Every backbone maps images (N, 3, H, W) to pooled features (N, num_features) and exposes the
 ``num_features`` attribute (timm's convention). Nothing is ever downloaded: weights start random.
@@ -21,6 +22,14 @@ Parameter names follow torchvision (``conv1``, ``bn1``, ``layer1.0.conv1``, ``la
 
 ``small_stem=True`` replaces the 7x7/2 convolution and the max-pool by one 3x3 stride-1 convolution
 (padding 1) for 32-64 px images (the CIFAR-style stem); the four stages are unchanged.
+
+``width`` (the channels of the first stage, 64 in the reference) scales every stage of ``resnet18``:
+stages ``w, 2w, 4w, 8w`` and an ``8w``-d output; ``width=32`` is a half-width ResNet-18 (2.8M parameters,
+256-d). ``convnet`` is a plain 7-layer network of 3x3 convolutions with BatchNorm and ReLU (channels
+``w, 2w, 2w, 4w, 4w, 8w, 8w``, stride 2 on the 2nd, 4th and 6th layer, global average pool; ``8w``-d
+output; 1,163,936 parameters at the default ``w = 32``). It is no published architecture: it is the
+backbone that learns relative rotation fastest per CPU second among the candidates measured in
+benchmarks/README.md (the ``cpu`` preset), for 32 px inputs.
 """
 
 from __future__ import annotations
@@ -32,17 +41,27 @@ import torch.nn.functional as F
 import torchvision
 from torch import Tensor, nn
 
+from sie.config import BACKBONE_DEFAULT_WIDTHS as DEFAULT_WIDTHS
+from sie.config import backbone_dim
+
 __all__ = [
     "BACKBONE_ARCHS",
+    "DEFAULT_WIDTHS",
     "BackboneArch",
+    "ConvNet",
     "ReferenceBasicBlock",
     "ReferenceResNet18",
     "TorchvisionResNet18",
+    "backbone_dim",
     "build_backbone",
 ]
 
-BackboneArch = Literal["resnet18", "torchvision_resnet18"]
+BackboneArch = Literal["resnet18", "torchvision_resnet18", "convnet"]
 BACKBONE_ARCHS: tuple[str, ...] = get_args(BackboneArch)
+
+
+# (output channels as a multiple of the base width, stride) of each ConvNet layer.
+_CONVNET_LAYERS: tuple[tuple[int, int], ...] = ((1, 1), (2, 2), (2, 1), (4, 2), (4, 1), (8, 2), (8, 1))
 
 # The value the reference pads the max-pool input with: far below any post-ReLU activation, so the pad
 # never wins the max, and still finite in fp16/bf16.
@@ -105,24 +124,29 @@ class ReferenceResNet18(nn.Module):
     Args:
         small_stem: 3x3 stride-1 stem without max-pool, for 32-64 px inputs.
         zero_init_residual: zero the last BN of every block (the reference does).
+        width: channels of the stem and the first stage (64 = the reference); the stages have
+            ``width, 2 width, 4 width, 8 width`` channels and the output ``8 width`` dims.
     """
 
     num_features: int = 512
 
-    def __init__(self, small_stem: bool = False, zero_init_residual: bool = True) -> None:
+    def __init__(self, small_stem: bool = False, zero_init_residual: bool = True, width: int = 64) -> None:
         super().__init__()
+        if width <= 0:
+            raise ValueError(f"width must be positive, got {width}")
         self.small_stem = small_stem
+        self.num_features = 8 * width
         if small_stem:
-            self.conv1 = nn.Conv2d(3, 64, 3, stride=1, padding=1, bias=False)
+            self.conv1 = nn.Conv2d(3, width, 3, stride=1, padding=1, bias=False)
         else:
-            self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=0, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
+            self.conv1 = nn.Conv2d(3, width, 7, stride=2, padding=0, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=0)
-        self.layer1 = _stage(64, 64, stride=1)
-        self.layer2 = _stage(64, 128, stride=2)
-        self.layer3 = _stage(128, 256, stride=2)
-        self.layer4 = _stage(256, 512, stride=2)
+        self.layer1 = _stage(width, width, stride=1)
+        self.layer2 = _stage(width, 2 * width, stride=2)
+        self.layer3 = _stage(2 * width, 4 * width, stride=2)
+        self.layer4 = _stage(4 * width, 8 * width, stride=2)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self._init_weights(zero_init_residual)
 
@@ -139,7 +163,7 @@ class ReferenceResNet18(nn.Module):
                     nn.init.zeros_(module.bn2.weight)
 
     def forward(self, x: Tensor) -> Tensor:
-        """Images (N, 3, H, W) -> pooled features (N, 512)."""
+        """Images (N, 3, H, W) -> pooled features (N, 8 width); (N, 512) for the reference."""
         if self.small_stem:
             x = self.relu(self.bn1(self.conv1(x)))
         else:
@@ -168,15 +192,65 @@ class TorchvisionResNet18(torchvision.models.ResNet):  # type: ignore[misc]  # t
             self.maxpool = nn.Identity()
 
 
-def build_backbone(arch: str, small_stem: bool = False) -> nn.Module:
+class ConvNet(nn.Module):
+    """A plain 7-layer CNN for small images: (N, 3, H, W) -> (N, 8 width).
+
+    Each layer is a 3x3 convolution (padding 1, no bias) + BatchNorm + ReLU; channels ``w, 2w, 2w, 4w,
+    4w, 8w, 8w`` with stride 2 on layers 2, 4 and 6 (a 32 px input ends at 4 x 4), then a global average
+    pool. Convolutions use Kaiming-normal (fan_out, ReLU) init, BatchNorm weight 1 and bias 0, as the
+    ResNets here. ``small_stem`` has no meaning for it (it has no separate stem) and must be False.
+
+    Args:
+        width: channels of the first layer (default 32: 1,163,936 parameters, 256-d output).
+    """
+
+    def __init__(self, width: int = 32) -> None:
+        super().__init__()
+        if width <= 0:
+            raise ValueError(f"width must be positive, got {width}")
+        layers: list[nn.Module] = []
+        in_channels = 3
+        for multiple, stride in _CONVNET_LAYERS:
+            channels = multiple * width
+            layers += [
+                nn.Conv2d(in_channels, channels, 3, stride=stride, padding=1, bias=False),
+                nn.BatchNorm2d(channels),
+                nn.ReLU(inplace=True),
+            ]
+            in_channels = channels
+        self.features = nn.Sequential(*layers)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.num_features = in_channels
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(module, nn.BatchNorm2d):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Images (N, 3, H, W) -> pooled features (N, 8 width)."""
+        return torch.flatten(self.avgpool(self.features(x)), 1)
+
+
+def build_backbone(arch: str, small_stem: bool = False, width: int = 0) -> nn.Module:
     """Build a randomly initialised backbone by name; the result has ``num_features``.
 
     Args:
-        arch: ``resnet18`` (the reference's variant) or ``torchvision_resnet18``.
-        small_stem: 3x3 stride-1 stem without max-pool, for 32-64 px inputs.
+        arch: ``resnet18`` (the reference's variant), ``torchvision_resnet18`` or ``convnet``.
+        small_stem: 3x3 stride-1 stem without max-pool, for 32-64 px inputs (ResNets only).
+        width: channels of the first stage; 0 = the architecture's default (64 for the ResNets, 32 for
+            ``convnet``). ``torchvision_resnet18`` only exists at width 64.
     """
+    if arch not in DEFAULT_WIDTHS:
+        raise ValueError(f"unknown backbone arch {arch!r}; expected one of {', '.join(BACKBONE_ARCHS)}")
+    width = width or DEFAULT_WIDTHS[arch]
     if arch == "resnet18":
-        return ReferenceResNet18(small_stem=small_stem)
+        return ReferenceResNet18(small_stem=small_stem, width=width)
     if arch == "torchvision_resnet18":
+        if width != 64:
+            raise ValueError(f"torchvision_resnet18 has width 64 only, got {width}")
         return TorchvisionResNet18(small_stem=small_stem)
-    raise ValueError(f"unknown backbone arch {arch!r}; expected one of {', '.join(BACKBONE_ARCHS)}")
+    if small_stem:
+        raise ValueError("convnet has no stem to replace; small_stem must be False")
+    return ConvNet(width=width)

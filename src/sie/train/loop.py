@@ -174,8 +174,10 @@ def _loop(run: TrainingRun, stop: StopRequest, max_steps: int | None) -> None:
                 if meter.steps:
                     _log_record(run, meter, progress)
                     last_log = time.monotonic()
-                save_training_state(run)
-                last_checkpoint = time.monotonic()
+                every = cfg.train.checkpoint_every_epochs
+                if run.epoch % every == 0 or run.epoch >= cfg.train.epochs or stop_reason is not None:
+                    save_training_state(run)
+                    last_checkpoint = time.monotonic()
     finally:
         progress.close()
     if meter.steps:
