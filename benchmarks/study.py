@@ -18,14 +18,18 @@ What it does:
    next budget (resume is exact and the preset's learning rate is constant, so this is the same as
    separate runs of each length), keeping each budget's ``results.json`` as
    OUT/runs/KEY/results_{B}min.json;
-4. writes OUT/study.json (per run and budget: steps, training and evaluation seconds, dataset hashes),
+4. writes OUT/runs/KEY/study_record.json per run and OUT/study.json (all of them: per run and budget:
+   steps, training and evaluation seconds, dataset hashes),
    OUT/study_table.json and .md (mean ± std over seeds, per budget), and figures: rotation R² against
    budget per method (equivariant, invariant, full), top-1 against budget, and the invariance /
    equivariance trade-off at the largest budget. ``--ceiling FILE.json`` (benchmarks/rotation_ceiling.py
    output) adds the supervised rotation ceiling to the rotation figure.
 
 Re-running skips finished (run, budget) pairs and resumes interrupted ones; seeds run seed-major, so a
-study cut short still has every method at the first seed. Nothing looks at the validation split before
+study cut short still has every method at the first seed. Because budgets are step counts, runs can be
+spread over processes: ``--calibrate-only`` first (on a quiet machine, all cores), then e.g. two
+processes with ``--threads 1`` and disjoint ``--only`` lists, then one last invocation without
+``--only`` that finds everything done and writes the tables and figures. Nothing looks at the validation split before
 the final evaluation of a budget: every hyperparameter is the preset's (the rows name their overrides).
 """
 
@@ -320,6 +324,9 @@ def run_entry(
     """Train one (method, seed) through every budget, evaluating at each; update ``records`` in place."""
     key = f"{slug(label)}-s{seed}"
     run_dir = out / "runs" / key
+    record_path = run_dir / "study_record.json"
+    if record_path.is_file():
+        records[key] = json.loads(record_path.read_text())
     record = records.setdefault(key, {"label": label, "method": method, "overrides": overrides,
                                       "seed": seed, "budgets": {}})  # fmt: skip
     per_step = calibration[slug(label)]["seconds_per_step"]
@@ -346,8 +353,10 @@ def run_entry(
             "this_segment_s": round(t1 - t0, 1),
             "eval_s": round(t2 - t1, 1),
             "dataset": results["dataset"],
+            "load_average": [round(x, 2) for x in os.getloadavg()],
+            "torch_threads": torch.get_num_threads(),
         }
-        (out / "study.json").write_text(json.dumps(records, indent=2))
+        record_path.write_text(json.dumps(record, indent=2))
     return run_dir
 
 
@@ -369,8 +378,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--calibration-steps", type=int, default=40)
     parser.add_argument("--ceiling", type=Path, default=None, help="rotation_ceiling.py JSON to draw")
     parser.add_argument("--no-report", action="store_true", help="skip `sie report` of the runs")
+    parser.add_argument("--calibrate-only", action="store_true", help="render, pack and calibrate, then stop")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads of this process")
     args = parser.parse_args(argv)
     setup_logging()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     budgets = sorted(args.budgets)
     out = args.out.resolve()
     data_dir, packed_dir = out / "data", out / "packed"
@@ -381,13 +394,19 @@ def main(argv: list[str] | None = None) -> None:
     pack_dataset(data_dir, packed_dir, resolution=base.data.resolution)
     chosen = [e for e in ENTRIES if not args.only or slug(e[0]) in args.only]
     calibration = calibrate(out, base, args.calibration_steps, chosen)
-    record_path = out / "study.json"
-    records: dict[str, Any] = json.loads(record_path.read_text()) if record_path.is_file() else {}
+    if args.calibrate_only:
+        print(f"study: calibration in {out / 'calibration.json'}")
+        return
+    records: dict[str, Any] = {}
     run_dirs = []
     for seed in args.seeds:
         for label, method, overrides in chosen:
             run_dirs.append(run_entry(out, base, packed_dir, label, method, overrides, seed, budgets,
                                       calibration, records, args.preset))  # fmt: skip
+    (out / "study.json").write_text(json.dumps(records, indent=2))
+    if args.only:
+        print(f"study: {len(run_dirs)} runs done (--only: no tables; run again without --only for them)")
+        return
     if not args.no_report:
         write_report(run_dirs, out / "report")
     table = {budget_name(b): aggregate(out, records, budget_name(b)) for b in budgets}

@@ -207,7 +207,7 @@ def main() -> None:
         wanted = set(args.only or ["64", "128", "256", "raw", "ddp"])  # "gpu" only when asked
         needed = {64} if wanted & {"64", "ddp"} else set()
         needed |= {int(g) for g in wanted & {"128", "256"}}
-        needed |= {256} if "gpu" in wanted else set()
+        needed |= {128, 256} if "gpu" in wanted else set()
         packed: dict[int, Path] = {}
         for px in sorted(needed):
             packed[px] = pack_dataset(
@@ -222,6 +222,9 @@ def main() -> None:
             ("128", "128px fp32", {"data": packed.get(128), "resolution": 128, "precision": "fp32", "channels_last": False}),
             ("128", "128px bf16+cl", {"data": packed.get(128), "resolution": 128, "precision": "bf16", "channels_last": True}),
             ("256", "256px bf16+cl", {"data": packed.get(256), "resolution": 256, "precision": "bf16", "channels_last": True}),
+            ("gpu", "gpu 128px fp16+cl b256", {"data": packed.get(128), "resolution": 128, "precision": "fp16", "channels_last": True, "device": "cuda", "batch_size": 256}),
+            ("gpu", "gpu 128px bf16+cl b256", {"data": packed.get(128), "resolution": 128, "precision": "bf16", "channels_last": True, "device": "cuda", "batch_size": 256}),
+            ("gpu", "gpu 256px fp16+cl b256", {"data": packed.get(256), "resolution": 256, "precision": "fp16", "channels_last": True, "device": "cuda", "batch_size": 256}),
             ("gpu", "gpu 256px bf16+cl b256", {"data": packed.get(256), "resolution": 256, "precision": "bf16", "channels_last": True, "device": "cuda", "batch_size": 256}),
         ]  # fmt: skip
         runs: list[tuple[str, dict[str, Any]]] = []

@@ -91,24 +91,35 @@ def test_demo_checks_names_and_sizes_before_rendering(tmp_path: Path, kwargs: di
     assert not (tmp_path / "demo").exists()  # nothing rendered, nothing created
 
 
-def test_summary_calls_learned_only_what_beats_chance(tmp_path: Path) -> None:
-    sie = MethodResult("sie", tmp_path, tmp_path, [
-        ("rotation R², equivariant part", 0.62, 0.21),
-        ("top-1, invariant part", 0.12, 0.10),
-        ("predictor PRE (val, all; lower is better)", 0.40, 0.56),
-    ], 1.0)  # fmt: skip
-    vicreg = MethodResult(
-        "vicreg", tmp_path, tmp_path, [("rotation R², whole representation", 0.30, 0.21)], 1.0
-    )
-    text = summarize([sie, vicreg])
-    first, second, third = text.splitlines()
-    assert "learned (rotation R², equivariant part 0.62 vs 0.21" in first
-    assert "predictor PRE (val, all; lower is better) 0.40 vs 0.56 for doing nothing" in first
-    assert "at chance: top-1, invariant part 0.12 vs 0.10" in first  # 2 points above chance is not learning
-    assert second.startswith("vicreg: learned (rotation R², whole representation 0.30")
-    assert "holds more rotation information than vicreg's whole representation (R² 0.62 vs 0.30)" in third
-    at_chance = MethodResult("sie", tmp_path, tmp_path, [("rotation R², equivariant part", 0.22, 0.21)], 1.0)
-    assert (
-        summarize([at_chance])
-        == "sie: learned nothing measurable; at chance: rotation R², equivariant part 0.22 vs 0.21 for the floor."
-    )
+def _fake_run(
+    root: Path, method: str, summary: list[tuple[str, str, str, str, float, float, bool]]
+) -> MethodResult:
+    run_dir = root / method
+    (run_dir / "eval").mkdir(parents=True)
+    entries = [
+        {"task": t, "metric": m, "part": p, "split": s, "mean": v, "std": 0.0, "n": 1, "chance": c,
+         "higher_is_better": h}
+        for t, m, p, s, v, c, h in summary
+    ]  # fmt: skip
+    results = {"method": method, "summary": entries, "has_predictor": method == "sie"}
+    (run_dir / "eval" / "results.json").write_text(json.dumps(results))
+    return MethodResult(method, run_dir, run_dir / "eval" / "results.json",
+                        demo_module._headline(run_dir / "eval" / "results.json"), 1.0)  # fmt: skip
+
+
+def test_summary_says_what_beats_chance_and_compares_rotation(tmp_path: Path) -> None:
+    sie = _fake_run(tmp_path, "sie", [
+        ("rotation", "r2", "equi", "val", 0.62, 0.21, True),
+        ("classification", "top1", "inv", "val", 0.12, 0.10, True),
+        ("retrieval", "PRE", "embedding", "val-all", 0.40, 0.56, False),
+    ])  # fmt: skip
+    vicreg = _fake_run(tmp_path, "vicreg", [("rotation", "r2", "full", "val", 0.30, 0.21, True)])
+    first, second, third = summarize([sie, vicreg]).splitlines()
+    assert "rotation R² 0.620 vs constant-predictor floor 0.210: rotation learned" in first
+    assert "top-1 12.0% vs chance 10.0%: at chance" in first  # 2 points above chance is not learning
+    assert "better than doing nothing" in first
+    assert second.startswith("vicreg") and "rotation learned" in second
+    assert "sie's equivariant part holds more rotation information than vicreg's whole" in third
+    assert "(R² 0.62 vs 0.30)" in third
+    flat = _fake_run(tmp_path / "flat", "sie", [("rotation", "r2", "equi", "val", 0.22, 0.21, True)])
+    assert "rotation not learned" in summarize([flat])

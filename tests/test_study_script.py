@@ -41,6 +41,11 @@ def test_study_runs_budgets_aggregates_seeds_and_resumes(tmp_path: Path) -> None
         "--budgets", "0.01", "0.03", "--seeds", "0", "1", "--only", "sie", "vicreg",
         "--calibration-steps", "3", "--no-report",
     ]  # fmt: skip
+    study.main([*args, "--calibrate-only"])
+    assert (out / "calibration.json").is_file() and not (out / "runs").exists()
+    # Runs spread over invocations with disjoint --only lists, then one that writes the tables.
+    study.main([*args[:-6], "--only", "vicreg", "--calibration-steps", "3", "--no-report", "--threads", "1"])
+    assert not (out / "study_table.json").exists()
     study.main(args)
     calibration = json.loads((out / "calibration.json").read_text())
     assert set(calibration) == {"sie", "vicreg"} and all(

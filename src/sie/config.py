@@ -325,7 +325,7 @@ CPU = Config(
     data=DataConfig(resolution=32, num_workers=0),
     model=ModelConfig(arch="convnet", equi=128, mlp="1024-1024-1024", hypernetwork_init_gain=1.0),
     train=TrainConfig(
-        epochs=450,
+        epochs=150,
         batch_size=128,
         device="cpu",
         precision="bf16",
@@ -336,10 +336,10 @@ CPU = Config(
     ),
     eval=EvalConfig(probe_epochs=40, probe_hidden="256-256", feature_batch_size=256),
     render=RenderConfig(
-        classes=10, objects_per_class=40, views=20, size=32, samples_per_pixel=2, field_of_view=0.42
+        classes=10, objects_per_class=100, views=20, size=32, samples_per_pixel=2, field_of_view=0.42
     ),
 )
-"""Minutes-scale CPU configuration: the ``mini`` benchmark (10 classes x 40 objects x 20 views at 32 px,
+"""Minutes-scale CPU configuration: the ``mini`` benchmark (10 classes x 100 objects x 20 views at 32 px,
 zoomed camera) and the ``convnet`` backbone (1.2M parameters, 256-d: 128 invariant + 128 equivariant),
 batch 128, bf16 + channels_last, 900 steps (about 5 minutes on 2 cores). One documented deviation from the
 reference is on: ``model.hypernetwork_init_gain=1`` (the hypernetwork's generated layer starts at unit gain

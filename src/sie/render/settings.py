@@ -6,13 +6,13 @@
 name   classes  objects per class                   views  px    spp
 =====  =======  ==================================  =====  ====  ===
 tiny   5        6                                   6      32    2
-mini   10       40                                  20     32    2
+mini   10       100                                 20     32    2
 small  10       20                                  10     64    2
 full   55       3DIEBench's exact counts (52,472)   50     256   4
 =====  =======  ==================================  =====  ====  ===
 
 ``mini`` (zoomed camera, field of view 0.42 rad) equals the ``cpu`` training preset's render section:
-8,000 images that render in about a minute, on which rotation becomes learnable within minutes of CPU
+20,000 images that render in under a minute, on which rotation becomes learnable within minutes of CPU
 training. ``small`` has the ``cpu-small`` preset's sizes; ``full`` is the 3DIEBench size
 (41,920 train + 10,552 val objects, 2,623,600 images).
 """
