@@ -197,7 +197,8 @@ def summarize(runs: list[MethodResult]) -> str:
     """What the runs learned, in plain words: the report's verdict of each run (classes, rotation and
     predictor against their chance levels with stated margins), then how the first run's rotation
     information compares with the second's."""
-    from sie.eval.report import load_run, verdict
+    from sie.eval.run_results import load_run
+    from sie.eval.verdict import verdict
 
     sentences = [verdict(load_run(run.run_dir)) for run in runs]
     if len(runs) == 2:

@@ -9,47 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tests.eval.results_files import record, write_results
 
 from sie.config import PAPER, config_to_dict
 from sie.errors import UsageError
 from sie.eval import figure_data, report
-from sie.eval.protocol import DO_NOTHING_PRE_NOTE, INDEPENDENT_PRE_NOTE
+from sie.eval.protocol import INDEPENDENT_PRE_NOTE
 from sie.eval.run import summarise
-
-
-def record(
-    metric: str,
-    task: str,
-    part: str,
-    split: str,
-    value: float,
-    seed: int | None = 0,
-    chance: float | None = 0.1,
-    note: str | None = None,
-):
-    if note is None:
-        note = DO_NOTHING_PRE_NOTE if metric == "PRE" else ""
-    return {"metric": metric, "task": task, "part": part, "split": split, "seed": seed, "value": value,
-            "chance": chance, "chance_note": note, "higher_is_better": metric != "PRE", "wall_time_s": 0.1}  # fmt: skip
-
-
-def write_results(root: Path, name: str, records: list[dict], *, views: int = 10, run_config: dict | None = None,
-                  method: str = "sie") -> Path:  # fmt: skip
-    """A run directory holding only eval/results.json with these records."""
-    run = root / name
-    (run / "eval").mkdir(parents=True)
-    results = {
-        "format": "sie.eval.results", "version": 1, "run": str(run), "run_name": name, "method": method,
-        "has_predictor": any(r["task"] == "retrieval" for r in records), "checkpoint_hash": "0", "preset": "quick",
-        "dataset": {"root": "/data", "splits": {s: {"manifest_hash": "m", "objects": 3, "views": views}
-                                                for s in ("train", "val")}},
-        "config": {}, "device": "cpu", "notes": [], "wall_time_s": 1.0, "records": records,
-        "summary": summarise(records),
-    }  # fmt: skip
-    if run_config is not None:
-        results["run_config"] = run_config
-    (run / "eval" / "results.json").write_text(json.dumps(results))
-    return run
+from sie.eval.run_results import load_run
+from sie.eval.verdict import online_rotation_floor
 
 
 def write_run(root: Path, name: str, method: str, top1_full: float, with_predictor: bool) -> Path:
@@ -191,70 +159,6 @@ def test_bold_only_where_a_value_beats_its_chance_level_in_the_right_direction(t
     assert "<b>0.050</b>" in html_path.read_text()
 
 
-def verdict_for(tmp_path: Path, name: str, top1: float, rot: float, pre: float, **kw: object) -> str:
-    run = write_results(tmp_path, name, [
-        record("top1", "classification", "inv", "val", top1, chance=0.10),
-        record("top1", "classification", "full", "val", 0.99, chance=0.10),
-        record("r2", "rotation", "equi", "val", rot, chance=0.211),
-        record("PRE", "retrieval", "embedding", "val-all", pre, seed=None, chance=0.564),
-    ], **kw)  # type: ignore[arg-type]  # fmt: skip
-    return report.verdict(report.load_run(run))
-
-
-def test_verdict_never_claims_learning_at_chance(tmp_path: Path) -> None:
-    # Within the margins (5 points of top-1, 0.05 of R², 0.02 of PRE): at chance.
-    text = verdict_for(tmp_path, "at-chance", top1=0.13, rot=0.25, pre=0.55)
-    assert text.startswith("sie (at-chance): invariant-part top-1 13.0% vs chance 10.0%: at chance")
-    assert "rotation R² 0.250 vs constant-predictor floor 0.211: at the floor, rotation not learned" in text
-    assert "PRE 0.550 vs 0.564 for the do-nothing predictor: no better than doing nothing" in text
-    assert (
-        "classes learned" not in text
-        and "rotation learned" not in text
-        and "better than doing" not in text[: text.index("no better")]
-    )
-    # Worse than the trivial levels is said so.
-    worse = verdict_for(tmp_path, "worse", top1=0.02, rot=0.10, pre=0.63)
-    assert "below chance" in worse and "below the floor" in worse and "worse than doing nothing" in worse
-
-
-def test_verdict_says_learned_only_beyond_the_margins(tmp_path: Path) -> None:
-    text = verdict_for(tmp_path, "learned", top1=0.91, rot=0.65, pre=0.40)
-    assert "invariant-part top-1 91.0% vs chance 10.0%: classes learned" in text
-    assert "equivariant-part rotation R² 0.650 vs constant-predictor floor 0.211: rotation learned" in text
-    assert "predictor PRE 0.400 vs 0.564 for the do-nothing predictor: better than doing nothing" in text
-    assert "deviations" not in text
-    md, html_path = report.write_report([tmp_path / "learned"], tmp_path / "out")
-    lines = md.read_text().splitlines()
-    assert lines[0] == "# sie evaluation report" and lines[2] == text  # the verdict opens the report
-    assert "Learned / better than doing nothing means" in lines[4]
-    assert html_path.read_text().index("classes learned") < html_path.read_text().index("<table")
-
-
-def test_verdict_lists_documented_deviations_from_the_paper_preset(tmp_path: Path) -> None:
-    paper = config_to_dict(PAPER)
-    assert report.deviations(paper) == []
-    changed = json.loads(json.dumps(paper))
-    changed["model"]["hypernetwork_init_gain"] = 1.0
-    changed["data"]["canonical_quaternion"] = True
-    changed["train"]["epochs"] = 3  # not a documented deviation: not listed
-    assert report.deviations(changed) == [
-        "model.hypernetwork_init_gain = 1.0 (paper preset: 0.0)",
-        "data.canonical_quaternion = True (paper preset: False)",
-    ]
-    text = verdict_for(tmp_path, "dev", top1=0.5, rot=0.5, pre=0.3, run_config=changed)
-    assert text.endswith(
-        "Documented deviations from the reference in its configuration: model.hypernetwork_init_gain = 1.0 "
-        "(paper preset: 0.0), data.canonical_quaternion = True (paper preset: False)."
-    )
-    assert set(report.DEVIATION_KEYS) >= {"model.hypernetwork_init_gain", "data.canonical_quaternion"}
-    # The hypernetwork's gain does nothing without a hypernetwork: not listed for VICReg or an MLP predictor.
-    assert report.deviations(changed, has_predictor=False) == [
-        "data.canonical_quaternion = True (paper preset: False)"
-    ]
-    changed["model"]["predictor_type"] = "mlp"
-    assert report.deviations(changed) == ["data.canonical_quaternion = True (paper preset: False)"]
-
-
 def test_old_results_are_restated_pre_bar_and_trivial_hits(tmp_path: Path) -> None:
     # A results.json written before the do-nothing bar: PRE chance = independent retrieval (0.627), and
     # H@5/H@10 rows for 5 views per object.
@@ -266,7 +170,7 @@ def test_old_results_are_restated_pre_bar_and_trivial_hits(tmp_path: Path) -> No
         record("PRE", "retrieval", "embedding", "val-all", 0.55, seed=None, chance=0.627,
                note=INDEPENDENT_PRE_NOTE),
     ], views=5)  # fmt: skip
-    loaded = report.load_run(run)
+    loaded = load_run(run)
     metrics = {s["metric"]: s for s in loaded.results["summary"]}
     assert set(metrics) == {"MRR", "H@1", "PRE"}
     assert metrics["PRE"]["chance"] == pytest.approx(0.627 * 4 / 5)
@@ -278,7 +182,7 @@ def test_old_results_are_restated_pre_bar_and_trivial_hits(tmp_path: Path) -> No
     # A new results.json (do-nothing note) is left as it is.
     fresh = write_results(tmp_path, "new", [
         record("PRE", "retrieval", "embedding", "val-all", 0.55, seed=None, chance=0.5)], views=5)  # fmt: skip
-    assert report.load_run(fresh).results["summary"][0]["chance"] == 0.5
+    assert load_run(fresh).results["summary"][0]["chance"] == 0.5
 
 
 def test_online_rotation_floor_and_orbit_references_are_drawn(tmp_path: Path) -> None:
@@ -288,12 +192,12 @@ def test_online_rotation_floor_and_orbit_references_are_drawn(tmp_path: Path) ->
     (run / "metrics.jsonl").write_text(
         "".join(json.dumps({"step": s, "loss": 1.0, "probe/rot_r2_equi": 0.1 * s}) + "\n" for s in range(4))
     )
-    loaded = report.load_run(run)
-    assert report.online_rotation_floor(loaded) == ("constant predictor (eval chance level)", 0.211)
+    loaded = load_run(run)
+    assert online_rotation_floor(loaded) == ("constant predictor (eval chance level)", 0.211)
     canonical = json.loads(json.dumps(cfg))
     canonical["data"]["canonical_quaternion"] = True
     loaded.results["run_config"] = canonical  # the online target is canonical: the simulated floor
-    text, value = report.online_rotation_floor(loaded) or ("", 0.0)
+    text, value = online_rotation_floor(loaded) or ("", 0.0)
     assert "canonical" in text and value == pytest.approx(0.243, abs=0.005)
     rng = np.random.default_rng(0)
     figure_data.save_figure_data(run / "eval" / "figures.npz", {

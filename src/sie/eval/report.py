@@ -4,9 +4,10 @@ Reads each run's ``eval/results.json`` (required), ``eval/figures.npz`` and ``me
 (optional) and writes ``DIR/report.md``, ``DIR/report.html`` (self-contained: the PNGs are embedded as
 base64, so it opens offline and can be mailed) and ``DIR/figures/*.png``.
 
-The report opens with a short verdict per run (:func:`verdict`): whether the classes, the rotations
-and the predictor beat their trivial levels by stated margins, and which documented deviations from
-the reference the run's configuration turns on.
+The report opens with a short verdict per run (:func:`sie.eval.verdict.verdict`): whether the classes,
+the rotations and the predictor beat their trivial levels by stated margins, and which documented
+deviations from the reference the run's configuration turns on. The runs are read by
+:func:`sie.eval.run_results.load_run`.
 
 The main table follows the paper's layout: one row per run (method), columns top-1 accuracy per
 representation part, rotation R² per part, colour R² (full representation; and of the invariant part,
@@ -20,34 +21,21 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from sie.config import PAPER, config_to_dict
 from sie.errors import UsageError
-from sie.eval import figures, metrics
-from sie.eval.figure_data import load_figure_data, steering_sweeps
-from sie.eval.protocol import DO_NOTHING_PRE_NOTE
+from sie.eval import figures
+from sie.eval.figure_data import steering_sweeps
+from sie.eval.run_results import RunResults, load_run
+from sie.eval.verdict import THRESHOLDS, TOP1_MARGIN, beats, margin_for, online_rotation_floor, verdict
 from sie.log import get_logger
 
 __all__ = [
-    "DEVIATION_KEYS",
     "MAIN_COLUMNS",
-    "PRE_MARGIN",
-    "R2_MARGIN",
-    "TOP1_MARGIN",
-    "RunResults",
-    "deviations",
-    "load_run",
     "main_table",
-    "online_rotation_floor",
-    "verdict",
     "write_report",
 ]
 
@@ -89,118 +77,6 @@ MAIN_COLUMNS: tuple[Column, ...] = (
 )
 
 
-TOP1_MARGIN = 0.05
-"""Top-1 must be at least 5 points above its chance level to count as learned."""
-R2_MARGIN = 0.05
-"""Rotation R² must be at least 0.05 above the constant-predictor floor to count as learned."""
-PRE_MARGIN = 0.02
-"""PRE must be at least 0.02 below the do-nothing predictor's to count as better than doing nothing."""
-
-DEVIATION_KEYS: tuple[str, ...] = (
-    "model.hypernetwork_init_gain",
-    "data.canonical_quaternion",
-    "model.cov_denominator",
-    "model.equi_factor_everywhere",
-)
-"""Settings whose help text describes a deviation from the reference's behaviour; the verdict lists
-those whose value differs from the ``paper`` preset (which is the reference for each of them)."""
-
-
-@dataclass
-class RunResults:
-    """What the report reads from one run directory."""
-
-    run_dir: Path
-    results: dict[str, Any]
-    figure_arrays: dict[str, np.ndarray] = field(default_factory=dict)
-    metrics: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def name(self) -> str:
-        return str(self.results.get("run_name") or self.run_dir.name)
-
-    @property
-    def label(self) -> str:
-        return f"{self.results.get('method', '?')} ({self.name})"
-
-    def summary(self, column: Column) -> dict[str, Any] | None:
-        return self.entry(column.metric, column.task, column.part, column.split)
-
-    def entry(self, metric: str, task: str, part: str, split: str) -> dict[str, Any] | None:
-        """The summary entry (mean, std, n, chance, higher_is_better) of one (metric, task, part, split)."""
-        for s in self.results.get("summary", []):
-            if (s["metric"], s["task"], s["part"], s["split"]) == (metric, task, part, split):
-                return dict(s)
-        return None
-
-
-def _views(results: dict[str, Any], split: str) -> int | None:
-    info = results.get("dataset", {}).get("splits", {}).get(split)
-    return int(info["views"]) if info and "views" in info else None
-
-
-def _restate_old_results(results: dict[str, Any]) -> list[str]:
-    """Bring results.json files written before the honest chance levels up to date, in place.
-
-    * PRE: its chance level was a retrieval independent of the query; the bar is the do-nothing
-      predictor, ``(V - 1) / V`` times that (V views per object of the query split) in expectation.
-    * H@k with k >= V: 1 for every method; dropped.
-
-    Returns notes saying what was restated.
-    """
-    notes: list[str] = []
-    pre_notes = {r.get("chance_note") for r in results.get("records", []) if r.get("metric") == "PRE"}
-    restate_pre = bool(pre_notes) and DO_NOTHING_PRE_NOTE not in pre_notes
-    kept = []
-    for s in results.get("summary", []):
-        query_split = s["split"].split("-")[0] if s["task"] == "retrieval" else s["split"]
-        v = _views(results, query_split)
-        if s["metric"].startswith("H@") and v is not None and int(s["metric"][2:]) >= v:
-            continue
-        if restate_pre and s["metric"] == "PRE" and s.get("chance") is not None and v is not None:
-            s = {**s, "chance": s["chance"] * (v - 1) / v}
-        kept.append(s)
-    if len(kept) < len(results.get("summary", [])):
-        notes.append("H@k rows with k >= views per object left out (every method scores 1 there)")
-    if restate_pre:
-        notes.append(
-            "PRE chance restated: this results.json gives the level of a retrieval independent of the query; "
-            "the bar is the do-nothing predictor (it retrieves the start view), (V - 1) / V of that with V views "
-            "per object. Re-run `sie eval` for the exact value."
-        )
-    results["summary"] = kept
-    return notes
-
-
-def load_run(run_dir: str | Path) -> RunResults:
-    """Read a run's evaluation artefacts; a run without ``eval/results.json`` is a UsageError."""
-    run_dir = Path(run_dir)
-    path = run_dir / "eval" / "results.json"
-    if not path.is_file():
-        raise UsageError(f"{run_dir}: no eval/results.json; run `sie eval {run_dir} --data ROOT` first")
-    try:
-        results = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    if results.get("format") != "sie.eval.results":
-        raise UsageError(f"{path}: not an sie results file (format {results.get('format')!r})")
-    results["notes"] = [*results.get("notes", []), *_restate_old_results(results)]
-    run = RunResults(run_dir, results)
-    fig_path = run_dir / "eval" / "figures.npz"
-    if fig_path.is_file():
-        run.figure_arrays = load_figure_data(fig_path)
-    metrics_path = run_dir / "metrics.jsonl"
-    if metrics_path.is_file():
-        for line in metrics_path.read_text().splitlines():
-            line = line.strip()
-            if line:
-                try:
-                    run.metrics.append(json.loads(line))
-                except json.JSONDecodeError:
-                    continue  # a line cut by an interrupted write; the rest is still useful
-    return run
-
-
 # ---- tables -------------------------------------------------------------------------------------------
 
 
@@ -220,33 +96,14 @@ def _format(value: float, std: float, n: int, percent: bool) -> str:
     return text
 
 
-def _beats(value: float, chance: float, higher_is_better: bool, margin: float = 0.0) -> bool:
-    """Whether ``value`` is better than ``chance`` by at least ``margin`` in the metric's direction."""
-    tolerance = 1e-9  # a value exactly at the margin counts, whatever the float rounding
-    if higher_is_better:
-        return value > chance and value >= chance + margin - tolerance
-    return value < chance and value <= chance - margin + tolerance
-
-
-def _margin(metric: str) -> float:
-    """How far beyond its chance level a value must be to count as beating it (table bold and verdict)."""
-    if metric.startswith("top"):
-        return TOP1_MARGIN
-    if metric == "r2":
-        return R2_MARGIN
-    if metric in ("PRE", "MRR") or metric.startswith("H@"):
-        return PRE_MARGIN
-    return 0.0
-
-
 def _bold_cells(runs: Sequence[RunResults], col: Column) -> set[int]:
     """Indices of the runs whose value is bold in ``col``.
 
     Only when at least two runs have a value (bold marks the best of a comparison). A value is
     eligible where it beats its own chance level in the column's direction (higher, or lower for PRE)
-    by the verdict's margin (:func:`_margin`: 5 points of top-k, 0.05 of R², 0.02 of PRE, MRR and H@k),
-    so that a value the verdict calls "at chance" is never bold; columns without a chance level
-    (RankMe) get no bold. In an invariance column (colour R² of the invariant part, lower is better)
+    by the verdict's margin (:func:`sie.eval.verdict.margin_for`: 5 points of top-k, 0.05 of R², 0.02
+    of PRE, MRR and H@k), so that a value the verdict calls "at chance" is never bold; columns without
+    a chance level (RankMe) get no bold. In an invariance column (colour R² of the invariant part, lower is better)
     the chance level is the ideal, so eligibility is instead that the same part beats chance on top-1
     (a part that learned the classes while staying blind to colour; an untrained part is blind too).
     Among eligible values the best in the column's direction is bold (ties: all of them).
@@ -261,11 +118,11 @@ def _bold_cells(runs: Sequence[RunResults], col: Column) -> set[int]:
             ok = (
                 top1 is not None
                 and top1["chance"] is not None
-                and _beats(top1["mean"], top1["chance"], True, TOP1_MARGIN)
+                and beats(top1["mean"], top1["chance"], True, TOP1_MARGIN)
             )
         else:
-            margin = _margin(col.metric)
-            ok = s["chance"] is not None and _beats(s["mean"], s["chance"], col.higher_is_better(s), margin)
+            margin = margin_for(col.metric)
+            ok = s["chance"] is not None and beats(s["mean"], s["chance"], col.higher_is_better(s), margin)
         if ok:
             eligible.append((i, s["mean"]))
     if not eligible:
@@ -327,150 +184,7 @@ def detail_table(run: RunResults) -> Table:
     return Table(["task", "metric", "part", "split", "value", "n", "chance"], rows)
 
 
-# ---- verdict --------------------------------------------------------------------------------------------
-
-
-def _lookup(config: dict[str, Any], dotted: str) -> Any:
-    node: Any = config
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            raise KeyError(dotted)
-        node = node[part]
-    return node
-
-
-def deviations(run_config: dict[str, Any] | None, *, has_predictor: bool = True) -> list[str]:
-    """``key = value (paper preset: value)`` for each of :data:`DEVIATION_KEYS` set away from the paper preset.
-
-    ``model.hypernetwork_init_gain`` is left out where it does nothing: a method without a predictor,
-    or an MLP predictor (``model.predictor_type``).
-    """
-    if not run_config:
-        return []
-    paper = config_to_dict(PAPER)
-    model = run_config.get("model", {})
-    hypernetwork = has_predictor and model.get("predictor_type", "hypernetwork") == "hypernetwork"
-    out = []
-    for key in DEVIATION_KEYS:
-        if key == "model.hypernetwork_init_gain" and not hypernetwork:
-            continue
-        try:
-            value = _lookup(run_config, key)
-        except KeyError:
-            continue
-        reference = _lookup(paper, key)
-        if value != reference:
-            out.append(f"{key} = {value} (paper preset: {reference})")
-    return out
-
-
-def _status(value: float, chance: float, higher_is_better: bool, margin: float) -> str:
-    if _beats(value, chance, higher_is_better, margin):
-        return "above"
-    if _beats(chance, value, higher_is_better, margin):
-        return "below"
-    return "at"
-
-
-def _first_entry(
-    run: RunResults, metric: str, task: str, parts: Sequence[str], split: str
-) -> tuple[str, dict[str, Any]] | None:
-    for part in parts:
-        s = run.entry(metric, task, part, split)
-        if s is not None and s.get("chance") is not None:
-            return part, s
-    return None
-
-
-_PART_NAMES = {"inv": "invariant-part", "equi": "equivariant-part", "full": "full-representation"}
-
-
-def verdict(run: RunResults) -> str:
-    """Two to four plain sentences on one run, computed from its summary with stated margins.
-
-    Classes: top-1 of the invariant part (else the full representation) against the majority-class
-    level; "learned" only at least :data:`TOP1_MARGIN` above it. Rotation: rotation R² of the
-    equivariant part (else full) against the constant-predictor floor, :data:`R2_MARGIN`. Predictor:
-    PRE (val, all) against the do-nothing predictor, :data:`PRE_MARGIN` below it. Anything within the
-    margin is "at chance"; values on the wrong side are said to be worse. Deviations from the
-    reference that the run's configuration turns on (:func:`deviations`) end the paragraph.
-    """
-    sentences: list[str] = []
-    cls = _first_entry(run, "top1", "classification", ("inv", "full", "equi"), "val")
-    if cls is not None:
-        part, s = cls
-        status = _status(s["mean"], s["chance"], True, TOP1_MARGIN)
-        outcome = {"above": "classes learned", "at": "at chance, classes not learned",
-                   "below": "below chance"}[status]  # fmt: skip
-        sentences.append(
-            f"{_PART_NAMES.get(part, part)} top-1 {100 * s['mean']:.1f}% vs chance {100 * s['chance']:.1f}%: {outcome}"
-        )
-    rot = _first_entry(run, "r2", "rotation", ("equi", "full", "inv"), "val")
-    if rot is not None:
-        part, s = rot
-        status = _status(s["mean"], s["chance"], True, R2_MARGIN)
-        outcome = {"above": "rotation learned", "at": "at the floor, rotation not learned",
-                   "below": "below the floor"}[status]  # fmt: skip
-        sentences.append(
-            f"{_PART_NAMES.get(part, part)} rotation R² {s['mean']:.3f} vs constant-predictor floor "
-            f"{s['chance']:.3f}: {outcome}"
-        )
-    pre = run.entry("PRE", "retrieval", "embedding", "val-all")
-    if pre is not None and pre.get("chance") is not None:
-        status = _status(pre["mean"], pre["chance"], False, PRE_MARGIN)
-        outcome = {"above": "better than doing nothing", "at": "no better than doing nothing",
-                   "below": "worse than doing nothing"}[status]  # fmt: skip
-        sentences.append(
-            f"predictor PRE {pre['mean']:.3f} vs {pre['chance']:.3f} for the do-nothing predictor: {outcome}"
-        )
-    elif not run.results.get("has_predictor", True):
-        sentences.append("no predictor, so no PRE")
-    text = (
-        f"{run.label}: "
-        + ("; ".join(sentences) if sentences else "no top-1, rotation R² or PRE results")
-        + "."
-    )
-    devs = deviations(
-        run.results.get("run_config"), has_predictor=bool(run.results.get("has_predictor", True))
-    )
-    if devs:
-        text += " Documented deviations from the reference in its configuration: " + ", ".join(devs) + "."
-    return text
-
-
-_THRESHOLDS = (
-    f"Learned / better than doing nothing means: top-1 at least {100 * TOP1_MARGIN:.0f} points above the "
-    f"majority-class level, rotation R² at least {R2_MARGIN} above the constant-predictor floor, PRE at least "
-    f"{PRE_MARGIN} below the do-nothing predictor's (val, all); within those margins a value is at chance."
-)
-
-
 # ---- online-probe floor -----------------------------------------------------------------------------------
-
-
-@lru_cache(maxsize=4)
-def _simulated_floor(canonical: bool) -> float:
-    return metrics.simulate_rotation_r2_floor(canonical=canonical)
-
-
-def online_rotation_floor(run: RunResults) -> tuple[str, float] | None:
-    """The constant-predictor floor of the online rotation R² (``probe/rot_r2_*`` in metrics.jsonl).
-
-    The online probe regresses the training transformation's quaternion, the target of the offline
-    rotation probe unless the run used ``data.canonical_quaternion`` (or Euler targets: no floor
-    given). So: the rotation R² chance level of results.json where it applies, else the floor
-    simulated under the 3DIEBench law (``metrics.simulate_rotation_r2_floor``).
-    """
-    data = run.results.get("run_config", {}).get("data", {})
-    if data.get("transform") == "euler":
-        return None
-    canonical = bool(data.get("canonical_quaternion", False))
-    if not canonical:
-        rot = _first_entry(run, "r2", "rotation", ("equi", "full", "inv"), "val")
-        if rot is not None:
-            return "constant predictor (eval chance level)", float(rot[1]["chance"])
-    law = "3DIEBench law, canonical quaternions" if canonical else "3DIEBench law"
-    return f"constant predictor ({law})", _simulated_floor(canonical)
 
 
 def _online_references(runs: Sequence[RunResults]) -> dict[str, list[tuple[str, float]]]:
@@ -654,7 +368,7 @@ def write_report(run_dirs: Sequence[str | Path], out_dir: str | Path) -> tuple[P
     fig_dir.mkdir(parents=True, exist_ok=True)
     blocks: list[Block] = [("h1", "sie evaluation report")]
     blocks += [("p", verdict(r)) for r in runs]
-    blocks += [("p", _THRESHOLDS), ("h2", "Comparison"), ("table", main_table(runs))]
+    blocks += [("p", THRESHOLDS), ("h2", "Comparison"), ("table", main_table(runs))]
     notes = [f"{r.label}: {n}" for r in runs for n in r.results.get("notes", [])]
     if notes:
         blocks.append(("list", notes))
