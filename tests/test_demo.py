@@ -101,7 +101,12 @@ def _fake_run(
          "higher_is_better": h}
         for t, m, p, s, v, c, h in summary
     ]  # fmt: skip
-    results = {"method": method, "summary": entries, "has_predictor": method == "sie"}
+    results = {
+        "format": "sie.eval.results",
+        "method": method,
+        "summary": entries,
+        "has_predictor": method == "sie",
+    }
     (run_dir / "eval" / "results.json").write_text(json.dumps(results))
     return MethodResult(method, run_dir, run_dir / "eval" / "results.json",
                         demo_module._headline(run_dir / "eval" / "results.json"), 1.0)  # fmt: skip
