@@ -39,6 +39,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import statistics
 import time
@@ -88,7 +89,8 @@ WARMUP_STEPS = 10
 
 
 def slug(label: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in label.lower()).strip("-").replace("--", "-")
+    """'SimCLR + AugSelf' -> 'simclr-augself': the run-directory and --only name of a row."""
+    return re.sub("-+", "-", "".join(c if c.isalnum() else "-" for c in label.lower())).strip("-")
 
 
 def budget_name(minutes: float) -> str:

@@ -334,7 +334,7 @@ CPU = Config(
         checkpoint_every_min=2.0,
         checkpoint_every_epochs=50,
     ),
-    eval=EvalConfig(probe_epochs=40, probe_hidden="256-256", feature_batch_size=256),
+    eval=EvalConfig(probe_epochs=300, probe_hidden="256-256", feature_batch_size=256),
     render=RenderConfig(
         classes=10, objects_per_class=100, views=20, size=32, samples_per_pixel=2, field_of_view=0.42
     ),

@@ -51,7 +51,7 @@ DEMO_SIZES: dict[str, DemoSize] = {
     # batch 128 make 6 steps per epoch, so 135 epochs = 810 optimizer steps per method, about 4 minutes
     # each on a 2-core CPU (benchmarks/README.md).
     "small": DemoSize(
-        10, 100, 20, 32, epochs=135, batch_size=128, probe_epochs=40, disk_mb=600, memory_mb=2500
+        10, 100, 20, 32, epochs=135, batch_size=128, probe_epochs=300, disk_mb=600, memory_mb=2500
     ),
 }
 
