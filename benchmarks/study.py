@@ -28,8 +28,8 @@ What it does:
 Re-running skips finished (run, budget) pairs and resumes interrupted ones; seeds run seed-major, so a
 study cut short still has every method at the first seed. Because budgets are step counts, runs can be
 spread over processes: ``--calibrate-only`` first (on a quiet machine, all cores), then e.g. two
-processes with ``--threads 1`` and disjoint ``--only`` lists, then one last invocation without
-``--only`` that finds everything done and writes the tables and figures. Nothing looks at the validation split before
+processes with ``--threads 1`` and disjoint ``--only`` lists; every invocation writes the tables and
+figures of all finished runs on disk, and ``--tables-only`` does only that. Nothing looks at the validation split before
 the final evaluation of a budget: every hyperparameter is the preset's (the rows name their overrides).
 """
 
@@ -70,6 +70,17 @@ ENTRIES: list[tuple[str, str, list[str]]] = [
     ("SimCLR + AugSelf", "augself", []),
     ("Supervised", "supervised", []),
 ]
+
+# What moves SIE: one documented, off-by-default knob changed at a time from the "SIE" row (the cpu preset),
+# run with ``--rows ablation`` (usually at one budget), at the SIE row's calibrated step counts. The values
+# bracket the preset's (equi 128 of 256, equi_factor 0.45, lr 1e-3); none was chosen from val results.
+ABLATIONS: list[tuple[str, str, list[str]]] = [
+    ("SIE, equi 64 of 256", "sie", ["model.equi=64"]),
+    ("SIE, equi 192 of 256", "sie", ["model.equi=192"]),
+    ("SIE, equi_factor 0.9", "sie", ["model.equi_factor=0.9"]),
+    ("SIE, lr 2e-3", "sie", ["optim.lr=2e-3"]),
+]
+ROWS = {"main": ENTRIES, "ablation": ABLATIONS}
 
 # (task, metric, part, split, title, higher is better)
 TABLE_COLUMNS: list[tuple[str, str, str, str, str, bool]] = [
@@ -161,10 +172,12 @@ def _summary_value(
     return None
 
 
-def aggregate(out: Path, records: dict[str, Any], budget: str) -> list[dict[str, Any]]:
+def aggregate(
+    out: Path, records: dict[str, Any], budget: str, entries: list[tuple[str, str, list[str]]] | None = None
+) -> list[dict[str, Any]]:
     """One row per method at one budget: mean, std and n over training seeds of every column."""
     rows = []
-    for label, _, _ in ENTRIES:
+    for label, _, _ in entries if entries is not None else ENTRIES:
         keys = [k for k, r in records.items() if r["label"] == label and budget in r["budgets"]]
         if not keys:
             continue
@@ -263,8 +276,11 @@ def budget_figure(
                 ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=label, color=colours[label])
         if ceiling is not None and column.startswith("Rot."):
             curve = ceiling["curve"]
-            ax.plot([p["wall_s"] / 60 for p in curve], [p["val_r2"] for p in curve], color="black",
-                    linestyle=":", label="supervised rotation ceiling")  # fmt: skip
+            # Minutes on a quiet machine: from the steps and a quietly measured rate where one is given.
+            rate = ceiling.get("quiet_steps_per_s")
+            minutes = [p["step"] / rate / 60 if rate else p["wall_s"] / 60 for p in curve]
+            ax.plot(minutes, [p["val_r2"] for p in curve], color="black", linestyle=":",
+                    label="supervised rotation ceiling")  # fmt: skip
         if floor is not None:
             name = "chance" if column.startswith("Top-1") else "constant-predictor floor"
             ax.axhline(floor, color="grey", linestyle="--", linewidth=1)
@@ -331,7 +347,8 @@ def run_entry(
         records[key] = json.loads(record_path.read_text())
     record = records.setdefault(key, {"label": label, "method": method, "overrides": overrides,
                                       "seed": seed, "budgets": {}})  # fmt: skip
-    per_step = calibration[slug(label)]["seconds_per_step"]
+    # Ablation rows take the SIE row's step counts: the same method, so equal steps = equal budget.
+    per_step = calibration[slug(label) if slug(label) in calibration else "sie"]["seconds_per_step"]
     # Enough epochs for the largest budget; max_steps stops each budget (the lr is constant).
     cfg = entry_config(base, method, overrides, seed)
     for minutes in budgets:
@@ -343,6 +360,11 @@ def run_entry(
         t0 = time.perf_counter()
         train(cfg, run_dir, resume=(run_dir / "checkpoint.pt").is_file(), max_steps=steps)
         t1 = time.perf_counter()
+        reached = json.loads((run_dir / "run.json").read_text()).get("step")
+        if reached != steps:  # stopped by a signal: the budget is not done, nothing is recorded
+            raise SystemExit(
+                f"{run_dir}: stopped at step {reached} of {steps}; run the study again to resume"
+            )
         results_path = evaluate(run_dir, packed, cfg, preset_name=f"study-{preset}")
         t2 = time.perf_counter()
         shutil.copyfile(results_path, results_copy)
@@ -379,9 +401,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", nargs="*", default=None, help="method slugs to run (default: all)")
     parser.add_argument("--calibration-steps", type=int, default=40)
     parser.add_argument("--ceiling", type=Path, default=None, help="rotation_ceiling.py JSON to draw")
+    parser.add_argument(
+        "--ceiling-steps-per-s",
+        type=float,
+        default=None,
+        help="the ceiling's quietly measured steps/s: places its curve by steps when it ran beside other work",
+    )
     parser.add_argument("--no-report", action="store_true", help="skip `sie report` of the runs")
     parser.add_argument("--calibrate-only", action="store_true", help="render, pack and calibrate, then stop")
+    parser.add_argument(
+        "--tables-only", action="store_true", help="train nothing: tables and figures of the finished runs"
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch threads of this process")
+    parser.add_argument(
+        "--rows", choices=sorted(ROWS), default="main", help="the method rows, or the SIE ablation"
+    )
     args = parser.parse_args(argv)
     setup_logging()
     if args.threads is not None:
@@ -394,29 +428,47 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     render_dataset(base.render, data_dir)
     pack_dataset(data_dir, packed_dir, resolution=base.data.resolution)
-    chosen = [e for e in ENTRIES if not args.only or slug(e[0]) in args.only]
-    calibration = calibrate(out, base, args.calibration_steps, chosen)
+    entries = ROWS[args.rows]
+    chosen = [e for e in entries if not args.only or slug(e[0]) in args.only]
+    calibration = calibrate(out, base, args.calibration_steps, chosen if args.rows == "main" else ENTRIES[:1])
     if args.calibrate_only:
         print(f"study: calibration in {out / 'calibration.json'}")
         return
     records: dict[str, Any] = {}
+    if not args.tables_only:
+        for seed in args.seeds:
+            for label, method, overrides in chosen:
+                run_entry(out, base, packed_dir, label, method, overrides, seed, budgets, calibration, records,
+                          args.preset)  # fmt: skip
+    # Tables and figures cover every finished run of these rows on disk, whichever process trained it.
+    labels = {label for label, _, _ in entries}
     run_dirs = []
-    for seed in args.seeds:
-        for label, method, overrides in chosen:
-            run_dirs.append(run_entry(out, base, packed_dir, label, method, overrides, seed, budgets,
-                                      calibration, records, args.preset))  # fmt: skip
-    (out / "study.json").write_text(json.dumps(records, indent=2))
-    if args.only:
-        print(f"study: {len(run_dirs)} runs done (--only: no tables; run again without --only for them)")
-        return
+    for path in sorted((out / "runs").glob("*/study_record.json")):
+        record = json.loads(path.read_text())
+        if record["label"] in labels:
+            records[path.parent.name] = record
+            run_dirs.append(path.parent)
+    (out / ("study.json" if args.rows == "main" else f"study_{args.rows}.json")).write_text(
+        json.dumps(records, indent=2)
+    )
     if not args.no_report:
         write_report(run_dirs, out / "report")
-    table = {budget_name(b): aggregate(out, records, budget_name(b)) for b in budgets}
+    table = {budget_name(b): aggregate(out, records, budget_name(b), entries) for b in budgets}
+    if args.rows != "main":
+        stem = f"study_{args.rows}"
+        (out / f"{stem}_table.json").write_text(json.dumps(table, indent=2))
+        (out / f"{stem}_table.md").write_text(
+            "\n".join(f"### {name} of training\n\n{table_markdown(rows)}" for name, rows in table.items())
+        )
+        print(f"study: {len(run_dirs)} {args.rows} runs; table {out / (stem + '_table.md')}")
+        return
     (out / "study_table.json").write_text(json.dumps(table, indent=2))
     (out / "study_table.md").write_text(
         "\n".join(f"### {name} of training\n\n{table_markdown(rows)}" for name, rows in table.items())
     )
     ceiling = json.loads(args.ceiling.read_text()) if args.ceiling is not None else None
+    if ceiling is not None and args.ceiling_steps_per_s is not None:
+        ceiling["quiet_steps_per_s"] = args.ceiling_steps_per_s
     budget_figure(table, budgets, out / "study_budgets.png", ceiling)
     largest = budget_name(budgets[-1])
     trade_off_figure(table[largest], out / "study_tradeoff.png", largest)

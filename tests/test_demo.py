@@ -30,7 +30,7 @@ def test_demo_runs_end_to_end_and_rerun_reuses_the_data(
     assert "rotation R², equivariant part" in printed and "chance" in printed
     assert "sie and vicreg" in printed  # the method and its invariant baseline, side by side
     assert "report:" in printed and str(out) in printed
-    assert "sie: " in printed and "vicreg: " in printed  # the plain-words summary of each
+    assert "sie (sie): " in printed and "vicreg (vicreg): " in printed  # the plain-words verdict of each
 
     data, run = out / "data", out / "runs" / "sie"
     assert (out / "runs" / "vicreg" / "eval" / "results.json").is_file()

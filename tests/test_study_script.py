@@ -45,7 +45,8 @@ def test_study_runs_budgets_aggregates_seeds_and_resumes(tmp_path: Path) -> None
     assert (out / "calibration.json").is_file() and not (out / "runs").exists()
     # Runs spread over invocations with disjoint --only lists, then one that writes the tables.
     study.main([*args[:-6], "--only", "vicreg", "--calibration-steps", "3", "--no-report", "--threads", "1"])
-    assert not (out / "study_table.json").exists()
+    partial = json.loads((out / "study_table.json").read_text())  # tables of what is finished so far
+    assert [r["label"] for r in partial["0.03min"]] == ["VICReg"]
     study.main(args)
     calibration = json.loads((out / "calibration.json").read_text())
     assert set(calibration) == {"sie", "vicreg"} and all(
@@ -78,3 +79,31 @@ def test_study_runs_budgets_aggregates_seeds_and_resumes(tmp_path: Path) -> None
     study.main(args)  # everything is done: nothing is retrained
     assert (out / "runs" / "sie-s0" / "checkpoint.pt").stat().st_mtime_ns == stamp
     assert json.loads((out / "study.json").read_text()) == records
+
+
+def test_every_row_is_a_valid_configuration_with_a_distinct_slug() -> None:
+    from sie.config import resolve_config
+
+    study = _study_module()
+    base = resolve_config("cpu")
+    rows = [*study.ENTRIES, *study.ABLATIONS]
+    for label, method, overrides in rows:
+        cfg = study.entry_config(base, method, overrides, seed=3)
+        assert cfg.model.method == method and cfg.train.seed == 3, label
+    slugs = [study.slug(label) for label, _, _ in rows]
+    assert len(set(slugs)) == len(slugs)
+    assert study.slug("SimCLR + AugSelf") == "simclr-augself" and study.slug("SIE, lr 2e-3") == "sie-lr-2e-3"
+
+
+def test_tables_only_trains_nothing(tmp_path: Path) -> None:
+    study = _study_module()
+    out = tmp_path / "study"
+    args = [
+        "--out", str(out), "--set", "render.classes=2", "render.objects_per_class=5", "render.views=4",
+        "train.batch_size=4", "model.mlp=16-16",
+        "--budgets", "1", "--seeds", "0", "--only", "sie", "--calibration-steps", "1", "--no-report",
+    ]  # fmt: skip
+    study.main([*args, "--calibrate-only"])
+    study.main([*args, "--tables-only"])
+    assert not (out / "runs").exists() or not any((out / "runs").iterdir())
+    assert json.loads((out / "study_table.json").read_text()) == {"1min": []}

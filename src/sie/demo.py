@@ -48,10 +48,10 @@ DEMO_SIZES: dict[str, DemoSize] = {
     # A check that everything runs (well under a minute per method); it learns little.
     "tiny": DemoSize(5, 12, 8, 32, epochs=4, batch_size=16, probe_epochs=10, disk_mb=300, memory_mb=1500),
     # The default: the `mini` benchmark (10 classes x 100 objects x 20 views, 32 px); 800 train objects at
-    # batch 128 make 6 steps per epoch, so 135 epochs = 810 optimizer steps per method, about 4 minutes
-    # each on a 2-core CPU (benchmarks/README.md).
+    # batch 128 make 6 steps per epoch, so 150 epochs = 900 optimizer steps per method (the cpu preset's),
+    # about 4.5 minutes each on a 2-core CPU; the whole demo stays under 15 minutes with the install.
     "small": DemoSize(
-        10, 100, 20, 32, epochs=135, batch_size=128, probe_epochs=300, disk_mb=600, memory_mb=2500
+        10, 100, 20, 32, epochs=150, batch_size=128, probe_epochs=300, disk_mb=600, memory_mb=2500
     ),
 }
 

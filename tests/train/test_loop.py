@@ -195,6 +195,12 @@ def test_resume_with_another_config_is_refused_or_recorded(tiny_dataset: Path, t
     assert load_checkpoint(run / "checkpoint.pt")["config"]["model"]["sim_coeff"] == 5.0
     with pytest.raises(UsageError, match=r"no checkpoint\.pt"):
         train(cfg, tmp_path / "empty", resume=True)
+    # Another backbone is never "a config change": one line naming both architectures.
+    convnet = replace(
+        changed, model=replace(changed.model, arch="convnet", small_stem=False, width=8, equi=16)
+    )
+    with pytest.raises(UsageError, match=r"holds a model\.arch='resnet18' .* asks for model\.arch='convnet'"):
+        train(convnet, run, resume=True, allow_config_change=True, max_steps=3)
 
 
 def test_checkpoint_every_epochs_saves_every_nth_epoch_and_the_last(

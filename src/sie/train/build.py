@@ -44,6 +44,16 @@ def build_run(
         state = load_checkpoint(checkpoint_path)
         saved_cfg = config_from_dict(state["config"], source=str(checkpoint_path))
         changes = resume_config_changes(saved_cfg, cfg, allow_change=allow_config_change, run_dir=str(out))
+        saved_backbone = (saved_cfg.model.arch, saved_cfg.model.width, saved_cfg.model.small_stem)
+        wanted_backbone = (cfg.model.arch, cfg.model.width, cfg.model.small_stem)
+        if saved_backbone != wanted_backbone:
+            # No config-change permission makes weights of one architecture load into another.
+            raise UsageError(
+                f"--resume: {checkpoint_path} holds a model.arch={saved_cfg.model.arch!r} (width "
+                f"{saved_cfg.model.width}, small_stem {saved_cfg.model.small_stem}) backbone; this configuration "
+                f"asks for model.arch={cfg.model.arch!r} (width {cfg.model.width}, small_stem "
+                f"{cfg.model.small_stem}); start a new run (another --out) for another backbone"
+            )
         info_path = out / RUN_INFO_FILENAME
         previous_info = json.loads(info_path.read_text()) if info_path.is_file() else {}
     elif checkpoint_path.exists():
