@@ -68,6 +68,16 @@ _CONVNET_LAYERS: tuple[tuple[int, int], ...] = ((1, 1), (2, 2), (2, 1), (4, 2), 
 _MAXPOOL_PAD_VALUE = -1e4
 
 
+def kaiming_init(model: nn.Module) -> None:
+    """Kaiming-normal (fan_out, ReLU) convolutions, BatchNorm weight 1 and bias 0, in place."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+
 class ReferenceBasicBlock(nn.Module):
     """The reference's basic block: two 3x3 convs, the stride on the second, a projection shortcut.
 
@@ -151,12 +161,7 @@ class ReferenceResNet18(nn.Module):
         self._init_weights(zero_init_residual)
 
     def _init_weights(self, zero_init_residual: bool) -> None:
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+        kaiming_init(self)
         if zero_init_residual:
             for module in self.modules():
                 if isinstance(module, ReferenceBasicBlock):
@@ -221,12 +226,7 @@ class ConvNet(nn.Module):
         self.features = nn.Sequential(*layers)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.num_features = in_channels
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+        kaiming_init(self)
 
     def forward(self, x: Tensor) -> Tensor:
         """Images (N, 3, H, W) -> pooled features (N, 8 width)."""
