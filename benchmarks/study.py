@@ -216,7 +216,7 @@ def _cell(cell: dict[str, Any] | None, percent: bool) -> str:
 def table_markdown(rows: list[dict[str, Any]]) -> str:
     """One row per method at one budget (mean ± std over seeds), a chance row last."""
     titles = [c[4] for c in TABLE_COLUMNS]
-    header = "| Method | seeds | steps | " + " | ".join(titles) + " | train min |"
+    header = "| Method | seeds | steps | " + " | ".join(titles) + " | wall min (shared CPU) |"
     lines = [header, "|---" * (len(titles) + 4) + "|"]
     for row in rows:
         cells = [_cell(row["cells"].get(t), t.startswith("Top-1")) for t in titles]
