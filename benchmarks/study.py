@@ -289,8 +289,11 @@ def budget_figure(
         ax.set_xticks(budgets, [f"{b:g}" for b in budgets])
         ax.set_xlabel("training budget (minutes on 2 CPU cores)")
         ax.set_title(title, fontsize=10)
-    handles, names = axes[0].get_legend_handles_labels()
-    fig.legend(handles, names, loc="lower center", ncol=5, fontsize=8, frameon=False)
+    legend: dict[str, Any] = {}
+    for ax in axes:  # a method appears only in the panels it has values for
+        for handle, name in zip(*ax.get_legend_handles_labels(), strict=True):
+            legend.setdefault(name, handle)
+    fig.legend(list(legend.values()), list(legend), loc="lower center", ncol=5, fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.12, 1, 1))
     fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
@@ -316,7 +319,8 @@ def trade_off_figure(rows: list[dict[str, Any]], path: Path, budget: str) -> Non
     ax.set_xlabel("rotation R² (equivariant part; full representation if not split)")
     ax.set_ylabel("top-1 % (invariant part; full if not split)")
     ax.set_title(f"Invariance vs equivariance at {budget} of training (mean ± std over seeds)", fontsize=10)
-    ax.legend(fontsize=7, loc="best")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     fig.savefig(path, bbox_inches="tight")
     plt.close(fig)

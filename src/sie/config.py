@@ -343,7 +343,8 @@ CPU = Config(
 zoomed camera) and the ``convnet`` backbone (1.2M parameters, 256-d: 128 invariant + 128 equivariant),
 batch 128, bf16 + channels_last, 900 steps (about 5 minutes on 2 cores). One documented deviation from the
 reference is on: ``model.hypernetwork_init_gain=1`` (the hypernetwork's generated layer starts at unit gain
-instead of ~6.5; docs/results.md shows why). Chosen by measurement: benchmarks/README.md."""
+instead of ~6.5: with the reference init SIE learns nothing measurable in its first 3 minutes here; docs/results.md).
+The backbone was chosen by measurement: benchmarks/README.md."""
 
 PRESETS: dict[str, Config] = {"paper": PAPER, "cpu-small": CPU_SMALL, "cpu": CPU}
 
