@@ -1,4 +1,4 @@
-"""Loss terms as pure functions, exactly as the SIE reference computes them (research/sie.md §3.6-§3.7).
+"""Loss terms as pure functions, exactly as the SIE reference computes them (facebookresearch/SIE; docs/methods.md).
 
 Every function casts its inputs to float32 (or keeps float64) before computing, so the terms are
 computed in full precision even under autocast: the covariance and log-sum-exp terms are where
@@ -71,7 +71,7 @@ def covariance_loss(z: Tensor, denominator: float | None = None, num_dims: int |
         z: (N, D) embeddings gathered over all ranks.
         denominator: what the scatter matrix is divided by. ``None`` = N - 1 (the sample covariance).
             The reference passes its configured global batch size minus one, whatever N is
-            (research/sie.md §10 item 9).
+            (facebookresearch/SIE; docs/methods.md).
         num_dims: the D the sum is divided by; ``None`` = z's width (what every reference method ends
             up using: the concatenated width for SIE, the projector output width for VICReg).
 

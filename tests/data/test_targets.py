@@ -87,7 +87,7 @@ def test_sign_not_canonicalised_like_scipy_and_canonical_option() -> None:
     out = relative_transforms(lat, "quat", dtype=torch.float64).numpy()[:, 0]
     ref = np.array([_scipy_reference(s[0], s[1], "quat") for s in lat])
     negative = ref[:, 3] < 0
-    assert 0.01 < negative.mean() < 0.1  # about 4% in 3DIEBench (research/sie.md §2.9)
+    assert 0.01 < negative.mean() < 0.1  # about 4% in 3DIEBench (the SIE paper and facebookresearch/SIE)
     np.testing.assert_allclose(out[negative], ref[negative], atol=1e-12)
     canon = relative_transforms(lat, "quat", canonical=True, dtype=torch.float64).numpy()[:, 0]
     assert (canon[:, 3] >= 0).all()

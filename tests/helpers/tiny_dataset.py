@@ -29,7 +29,7 @@ from PIL import Image, ImageDraw
 
 __all__ = ["sample_latents", "tiny_synsets", "write_tiny_dataset"]
 
-# Per-view sampling laws of 3DIEBench (research/sie.md §2.2); translations of the -T variant.
+# Per-view sampling laws of 3DIEBench (the SIE paper and facebookresearch/SIE); translations of the -T variant.
 _ROT_RANGE = math.pi / 2
 _TRANSLATION_RANGE = 0.5
 

@@ -1,6 +1,6 @@
 """Independent, plainly written versions of every loss (Python loops over floats) and test builders.
 
-Nothing here calls sie.losses: these are the formulas of research/sie.md §3.6-§3.7 written out
+Nothing here calls sie.losses: these are the formulas of the SIE paper and facebookresearch/SIE written out
 element by element, to compare the vectorised implementations against (float64, rtol 1e-5).
 """
 

@@ -2,7 +2,7 @@
 
 The backbone is a cheap stand-in mapping images to 512 dims (the real backbones are tested in
 tests/nn); projectors and predictors are the method's own modules (tested separately), and every
-loss term and its weighting is recomputed independently from research/sie.md §4. Coefficients are
+loss term and its weighting is recomputed independently from the SIE paper and facebookresearch/SIE Coefficients are
 set away from their defaults so a misplaced weight cannot cancel out.
 """
 

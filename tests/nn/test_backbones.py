@@ -24,7 +24,7 @@ def _count(module: nn.Module) -> int:
 
 
 def test_reference_resnet18_has_the_reference_parameter_count() -> None:
-    # research/sie.md §3.1: torchvision's ResNet-18 without fc (11,176,512) + the layer1 projection
+    # the SIE paper and facebookresearch/SIE: torchvision's ResNet-18 without fc (11,176,512) + the layer1 projection
     # shortcut (64*64 conv + 2*64 BN = 4,224).
     model = build_backbone("resnet18")
     assert _count(model) == 11_180_736

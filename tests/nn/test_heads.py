@@ -14,7 +14,7 @@ def test_projector_structure_matches_the_reference() -> None:
     kinds = [type(m) for m in projector]
     assert kinds == [nn.Linear, nn.BatchNorm1d, nn.ReLU, nn.Linear, nn.BatchNorm1d, nn.ReLU, nn.Linear]
     assert projector[-1].bias is None and projector[0].bias is not None
-    # research/sie.md §3.3: 256 -> 1024 -> 1024 -> 1024 has 2.37M parameters.
+    # the SIE paper and facebookresearch/SIE: 256 -> 1024 -> 1024 -> 1024 has 2.37M parameters.
     expected = (256 * 1024 + 1024) + 2 * 1024 + (1024 * 1024 + 1024) + 2 * 1024 + 1024 * 1024
     assert sum(p.numel() for p in projector.parameters()) == expected == 2_365_440
     assert projector.out_dim == 1024

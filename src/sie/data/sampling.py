@@ -3,8 +3,7 @@
 * :func:`sample_views` draws K distinct views per object with a counter-based generator (a
   SplitMix64 hash of ``(seed, epoch, object, view)``), vectorised over a batch. The draw of an
   object depends on nothing else, so it is the same for any number of loader workers or ranks, and
-  two workers can never replay each other's stream (the reference's probe-data bug, research/sie.md
-  §10 item 15). Sorting V hashed keys and keeping the first K gives an ordered K-tuple of distinct
+  two workers can never replay each other's stream (the reference's probe-data bug, facebookresearch/SIE; docs/evaluation.md). Sorting V hashed keys and keeping the first K gives an ordered K-tuple of distinct
   views, uniformly distributed, like ``np.random.choice(V, K, replace=False)``.
 * :class:`ObjectShardSampler` permutes the objects once per epoch from ``(seed, epoch)`` and deals
   them to ranks round-robin, so the union of the ranks' step-``s`` batches is exactly the global

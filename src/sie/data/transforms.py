@@ -1,7 +1,7 @@
 """Image transforms of the 3DIEBench pipeline: antialiased resize and normalisation.
 
 The reference applies ``Resize((R, R))`` then ``ToTensor()`` and ``Normalize(MEAN, STD)`` with the
-3DIEBench constants below (research/sie.md §2.6) and **no augmentation**. Here the resize works on
+3DIEBench constants below (facebookresearch/SIE; docs/training.md) and **no augmentation**. Here the resize works on
 uint8 tensors (antialiased bilinear, torchvision's uint8 kernel) so that the raw-layout loader and
 the packed store (which stores images already resized to R) give identical bytes, and normalisation
 is a separate step that can run in the loader workers or on the device (``normalize=False`` in the

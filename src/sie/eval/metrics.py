@@ -1,6 +1,6 @@
 """Evaluation metrics of the 3DIEBench protocol as pure functions, and their chance levels.
 
-Every definition follows the reference evaluation scripts (research/sie.md §7):
+Every definition follows the reference evaluation scripts (facebookresearch/SIE; docs/evaluation.md):
 
 * **Pooled-mean R²** (§7.1): ``1 - sum (t - p)^2 / sum (t - tbar)^2`` where ``tbar`` is ONE scalar, the
   mean over all ``N * K`` target entries. This is not sklearn's ``r2_score`` (which centres each output
@@ -9,7 +9,7 @@ Every definition follows the reference evaluation scripts (research/sie.md §7):
 * **Top-k accuracy**: fraction of samples whose label is among the k largest logits.
 * **MRR / H@k** (§7.6): each query has its own gallery (the views of its object); the rank of the true
   item is 1 + its position when the gallery is sorted by decreasing cosine similarity.
-* **PRE** (§7.5): mean over queries of ``1 - <q_gt, q_ret>^2`` for unit quaternions, i.e. the mean of
+* **PRE** : mean over queries of ``1 - <q_gt, q_ret>^2`` for unit quaternions, i.e. the mean of
   ``sin^2(theta / 2)`` with ``theta`` the angle between the true and the retrieved rotation. Its bar
   is the do-nothing predictor (:func:`do_nothing_pre`), which returns the start view's embedding and so
   retrieves the start view itself (it is in the gallery).
@@ -55,7 +55,7 @@ __all__ = [
 ]
 
 ROTATION_RANGE = math.pi / 2
-"""Half-width of the uniform law of each 3DIEBench Euler angle (research/sie.md §2.2)."""
+"""Half-width of the uniform law of each 3DIEBench Euler angle (facebookresearch/SIE; docs/evaluation.md)."""
 
 
 # ---- regression and classification --------------------------------------------------------------

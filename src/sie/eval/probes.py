@@ -1,6 +1,6 @@
 """Probes trained on frozen per-view features: a linear classifier and MLP regressors.
 
-The protocol of the reference scripts (research/sie.md §7.1-§7.4), on features instead of images:
+The protocol of the reference scripts (facebookresearch/SIE; docs/evaluation.md), on features instead of images:
 
 * Adam, constant learning rate (1e-3), weight decay 0, batch 256, ``epochs`` passes; one sample per
   object per epoch, objects shuffled, the last partial batch kept (the reference's loaders).

@@ -5,7 +5,7 @@ part, split and probe seed) together with the chance level of the metric on the 
 
 * classification top-1/top-5: the majority-class classifier (the k most frequent training classes);
 * regression R²: the constant predictor equal to the training-target mean (rotation ≈ 0.229 on
-  3DIEBench because of the pooled mean, research/sie.md §7.1; colour ≈ 0);
+  3DIEBench because of the pooled mean, facebookresearch/SIE; docs/evaluation.md; colour ≈ 0);
 * MRR / H@k: a uniformly random ranking of the V views (``H_V / V``, ``k / V``); H@k is reported only
   for k < V (with k >= V every true view ranks within k, so every method scores 1);
 * PRE: the do-nothing predictor, which returns the start view's embedding and so retrieves the start

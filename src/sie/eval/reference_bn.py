@@ -4,7 +4,7 @@ The reference probe scripts call ``net.train()`` on the whole network while trai
 the backbone frozen (``requires_grad=False``) but its BatchNorm layers in **train mode**: every probe
 batch is normalised with its own batch statistics, and the running statistics drift towards the
 probe batches (momentum 0.1). Validation then runs in eval mode with those drifted running
-statistics (research/sie.md §10 item 14). So the features a probe sees change with every batch and
+statistics (facebookresearch/SIE; docs/evaluation.md). So the features a probe sees change with every batch and
 every epoch, and cannot be cached: in this mode the backbone re-runs on the images of every probe
 batch, each probe starts from a fresh copy of the checkpoint's backbone (the reference runs each
 probe script in its own process), and the evaluation split is re-extracted after training with

@@ -1,4 +1,4 @@
-"""Predictor quality by retrieval: MRR and H@k (research/sie.md §7.6) and PRE (§7.5), vectorised.
+"""Predictor quality by retrieval: MRR and H@k (facebookresearch/SIE; docs/evaluation.md) and PRE , vectorised.
 
 Queries (both metrics): for every object and every view ``v`` (including ``v = 0``), start from the
 equivariant embedding of view 0 of the object and apply the predictor with the transformation from

@@ -1,4 +1,4 @@
-"""The regression targets of the protocol, as functions of per-view latents (research/sie.md §7.3-§7.4).
+"""The regression targets of the protocol, as functions of per-view latents (facebookresearch/SIE; docs/evaluation.md).
 
 Latent layout (DESIGN.md contract 1): rot x, rot y, rot z (extrinsic xyz Euler, radians), floor hue,
 spot theta, spot phi, spot hue, and for -T datasets translation x, y, z.

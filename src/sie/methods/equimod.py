@@ -1,4 +1,4 @@
-"""EquiMod on SimCLR and on VICReg (research/sie.md §4.4-4.5).
+"""EquiMod on SimCLR and on VICReg (Devillers & Lefort, ICLR 2023; facebookresearch/SIE; docs/methods.md).
 
 The whole 512-d representation h feeds two projectors with the full ``model.mlp`` widths each:
 ``z_inv = P_inv(h)`` and ``z_eq = P_eq(h)``; a predictor maps ``z_eq^x`` and g to a prediction of
@@ -59,7 +59,9 @@ class EquiMod(Method):
         self.cov_denominator = covariance_denominator(cfg) if base == "vicreg" else None
         reference_drops_factor = base == "simclr" and cfg.data.transform == "rotcolor"
         if reference_drops_factor and not cfg.model.equi_factor_everywhere:
-            self.equi_weight = 1.0  # SimCLREquiModRotColor (research/sie.md §10 item 18)
+            self.equi_weight = (
+                1.0  # SimCLREquiModRotColor (facebookresearch/SIE; docs/methods.md, deviations)
+            )
         else:
             self.equi_weight = cfg.model.equi_factor
 

@@ -1,4 +1,4 @@
-"""SIE: a split invariant / equivariant representation with a hypernetwork predictor (research/sie.md §4.1-4.2).
+"""SIE: a split invariant / equivariant representation with a hypernetwork predictor (Garrido et al., ICML 2023; docs/methods.md).
 
 Split mode (``sie``, ``sie-novar``, ``sie-rotcolor``): the backbone output h (D = 512) is split into
 ``h_inv = h[:, :D - e]`` and ``h_eq = h[:, D - e:]`` (e = ``model.equi``). Each part has its own
@@ -82,7 +82,7 @@ class SIE(Method):
             self.projector_equi = Projector(model.equi, equi_widths)
         self.embedding_dim = self.projector_equi.out_dim
         self.predictor = build_predictor(model, self.embedding_dim, transform_dim)
-        # The reference ignores equi_factor in SIEOnlyEqui (research/sie.md §10 item 18).
+        # The reference ignores equi_factor in SIEOnlyEqui (facebookresearch/SIE; docs/methods.md, deviations).
         use_factor = not only_equi or model.equi_factor_everywhere
         self.prediction_weight = model.sim_coeff * (model.equi_factor if use_factor else 1.0)
 
@@ -113,7 +113,7 @@ class SIE(Method):
         return out
 
     def forward(self, batch: Batch) -> MethodOutput:
-        """Loss of research/sie.md §4.1 (split) or §4.2 (only-equivariant) on a batch of pairs."""
+        """Loss of docs/methods.md, SIE (split) or SIE only-equivariant, on a batch of pairs."""
         model = self.cfg.model
         h_x, h_y = self.encode_pair(batch)
         zeq_x, zeq_y = self.embed_equivariant(h_x), self.embed_equivariant(h_y)

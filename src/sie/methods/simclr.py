@@ -1,4 +1,4 @@
-"""SimCLR, SimCLR + AugSelf and SimCLR only-equivariant (research/sie.md §4.5).
+"""SimCLR, SimCLR + AugSelf and SimCLR only-equivariant (Garrido et al., ICML 2023; facebookresearch/SIE; docs/methods.md).
 
 NT-Xent is computed on embeddings gathered over ranks (2N rows, temperature ``model.simclr_temp``):
 

@@ -1,4 +1,4 @@
-"""VICReg and VICReg with partial invariance (research/sie.md §4.3).
+"""VICReg and VICReg with partial invariance (facebookresearch/SIE; docs/methods.md).
 
 ``z = P(h)`` with one projector on the whole 512-d representation (widths ``model.mlp``, D = last width):
 
@@ -50,7 +50,7 @@ class VICReg(Method):
             self.invariant_dims = self.embedding_dim - equi
 
     def forward(self, batch: Batch) -> MethodOutput:
-        """VICReg loss (research/sie.md §4.3) on a batch of pairs."""
+        """VICReg loss (facebookresearch/SIE; docs/methods.md) on a batch of pairs."""
         model = self.cfg.model
         h_x, h_y = self.encode_pair(batch)
         z_x, z_y = self.projector(h_x), self.projector(h_y)

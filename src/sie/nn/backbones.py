@@ -5,7 +5,7 @@ Every backbone maps images (N, 3, H, W) to pooled features (N, num_features) and
 ``num_features`` attribute (timm's convention). Nothing is ever downloaded: weights start random.
 
 ``resnet18`` is the ResNet-18 of the SIE (and VICReg) reference code, not torchvision's. It differs in
-ways that change the pixel alignment and the parameter count, all reproduced here (research/sie.md §3.1):
+ways that change the pixel alignment and the parameter count, all reproduced here (facebookresearch/SIE ``src/resnet.py``):
 
 * TF-"SAME"-style stem: the input is padded (left 2, right 3, top 2, bottom 3) before the 7x7 stride-2
   convolution (padding 0); the max-pool input is padded (0, 1, 0, 1) with -1e4 before a 3x3 stride-2

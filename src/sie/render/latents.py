@@ -1,6 +1,6 @@
 """Per-view latent sampling: the 3DIEBench laws, the -T and -OOD variants, custom ranges, orbit grids.
 
-A latent vector is float64, in the order of 3DIEBench's ``latent_{v}.npy`` (research/sie.md §2.2):
+A latent vector is float64, in the order of 3DIEBench's ``latent_{v}.npy`` (facebookresearch/SIE ``data/main.py``; docs/render.md):
 
 ====  ===========  ===========================================  ======================
 idx   name         meaning                                      3DIEBench law

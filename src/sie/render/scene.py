@@ -1,7 +1,7 @@
 """The 3DIEBench scene, parameter for parameter, and the per-view quantities derived from latents.
 
 Values are those of facebookresearch/SIE ``data/main.py`` (BlenderProc on Blender/Cycles), see
-research/sie.md §2.3. Coordinates are Blender's: Z up, lengths in Blender units.
+docs/render.md. Coordinates are Blender's: Z up, lengths in Blender units.
 
 * Camera: fixed at spherical (r=2.5, polar pi/4, azimuth pi/2) = (0, 1.768, 1.768), looking at
   the origin with world +Z up in the image (BlenderProc ``rotation_from_forward_vec``); field of

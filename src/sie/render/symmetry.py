@@ -5,7 +5,7 @@ are compared: the score is the smallest, over candidate rotations R, of the mean
 distance from R X to Y divided by that from X to Y. A shape that some rotation maps onto itself
 scores about 1 (the rotated sample is as close as a fresh sample); an asymmetric one scores higher.
 Candidates are rotations by 2 pi / k (k = 2..8) about the three principal axes of the surface and
-the three coordinate axes, through the surface's centroid, as in research/objects.md §4.4. Mirror symmetry is no problem (a reflection is
+the three coordinate axes, through the surface's centroid, (docs/render.md). Mirror symmetry is no problem (a reflection is
 not a rotation) and is not tested.
 """
 
@@ -79,7 +79,7 @@ def symmetry_score(mesh: Mesh, samples: int = 1000, seed: int = 0, colour_weight
         samples: surface points per sample (cost grows with samples^2).
         seed: sampling seed (the score is deterministic given it).
         colour_weight: weight of the face colour, in units of the bounding-box diagonal
-            (0 = geometry only; research/objects.md uses 0.3 for its colour-aware score).
+            (0 = geometry only; 0.3 gives a colour-aware score).
     """
     rng = np.random.default_rng(seed)
     x, cx = sample_surface(mesh, samples, rng)

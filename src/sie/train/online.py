@@ -5,7 +5,7 @@ For each part of a method's representation (``method.representation_parts``, e.g
 
 * a linear classifier ``Linear(width, num_classes)`` on every view's representation (B x K rows,
   labels repeated), cross-entropy;
-* a rotation regressor, the MLP ``2w -> 2w -> 2w -> R`` with ReLU (research/sie.md §6) on
+* a rotation regressor, the MLP ``2w -> 2w -> 2w -> R`` with ReLU (facebookresearch/SIE; docs/training.md) on
   ``concat(view_k, view_k+1)`` of consecutive views, MSE to the rotation part of the transformation
   parameters (R = 4 quaternion components, 3 for Euler targets).
 

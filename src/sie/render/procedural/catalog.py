@@ -1,6 +1,6 @@
 """The 55 procedural classes: ShapeNetCore v2 synset ids and names, templates, 3DIEBench object counts.
 
-Synset ids are the real ShapeNetCore ones (research/sie.md §2.4), so labels (index of the synset in
+Synset ids are the real ShapeNetCore ones (the 55 synsets of 3DIEBench, facebookresearch/SIE), so labels (index of the synset in
 sorted order) line up with 3DIEBench's. ``train`` and ``val`` are 3DIEBench's per-class object
 counts, used when a dataset copies its class sizes (``render.class_sizes=3diebench``).
 """
