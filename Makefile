@@ -10,7 +10,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 EXTRAS ?= dev,render,embree,report
 # Type-checked with mypy --strict: the pure maths (geometry, losses, metrics), config, and the data and
 # eval packages; the list grows as modules are made strict-clean.
-MYPY_TARGETS := $(wildcard src/sie/geometry.py src/sie/geometry_np.py src/sie/losses.py src/sie/config.py src/sie/eval src/sie/data)
+MYPY_TARGETS := $(wildcard src/sie/geometry.py src/sie/geometry_np.py src/sie/losses.py src/sie/config.py src/sie/eval src/sie/data src/sie/methods/registry.py src/sie/nn/ema.py)
 LINT_PATHS := $(wildcard src tests benchmarks)
 
 .PHONY: install test demo lint clean

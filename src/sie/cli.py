@@ -406,6 +406,8 @@ def _cmd_methods(args: argparse.Namespace) -> int:
 
     cfg = _resolve(args)
 
+    import dataclasses
+
     def value(key: str) -> Any:
         node: Any = cfg
         for part in key.split("."):
@@ -415,8 +417,18 @@ def _cmd_methods(args: argparse.Namespace) -> int:
     width = max(len(name) for name in METHODS)
     for name, spec in METHODS.items():
         print(f"{name:<{width}}  {spec.description}")
-        keys = ", ".join(f"{key}={value(key)}" for key in spec.keys)
-        print(f"{'':<{width}}  reference: {spec.reference}; {keys}")
+        settings = [f"{key}={value(key)}" for key in spec.keys]
+        if spec.section is not None:
+            section = cfg.model.section(spec.section_name)
+            settings += [
+                f"model.{spec.section_name}.{f.name}={getattr(section, f.name)}"
+                for f in dataclasses.fields(section)
+            ]
+        views = spec.views_per_sample(
+            dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, method=name))
+        )
+        facts = [f"reference: {spec.reference}"] + ([f"{views} views per sample"] if views != 2 else [])
+        print(f"{'':<{width}}  {'; '.join(facts)}; {', '.join(settings)}")
     return 0
 
 

@@ -44,9 +44,13 @@ __all__ = [
     "config_to_dict",
     "get_preset",
     "load_config_file",
+    "method_section_owners",
+    "method_section_types",
     "parse_mlp_spec",
+    "register_method_section",
     "resolve_config",
     "save_config",
+    "settle_method_sections",
 ]
 
 CONFIG_FILENAME = "config.yaml"
@@ -76,7 +80,9 @@ class DataConfig:
     canonical_quaternion: bool = param(
         False, "flip relative quaternions to w >= 0 (the reference does not; changes the learning problem)"
     )
-    views_per_sample: int = param(2, "distinct views drawn per object per sample (2 = pairs)")
+    views_per_sample: int = param(
+        0, "distinct views drawn per object per sample; 0 = as many as the method consumes (2 for pairs)"
+    )
     num_workers: int = param(8, "data-loader worker processes per rank")
     skip_bad: bool = param(False, "exclude objects with missing/corrupt files (reported) instead of failing")
 
@@ -139,6 +145,19 @@ class ModelConfig:
         "also weight the equivariance term by equi_factor in sie-onlyequi and in equimod with rotcolor "
         "(the reference ignores it there)",
     )
+    sections: tuple[tuple[str, Any], ...] = field(default=(), metadata={"sections": True})
+    """The methods' own typed sections given so far, ``((name, section), ...)`` sorted by name; read one
+    with :meth:`section`. In files and ``--set`` they are ``model.<name>.<key>`` (e.g. ``model.byol.ema``)."""
+
+    def section(self, name: str) -> Any:
+        """The typed config section ``model.<name>.*`` of a method plug-in (its defaults if not given)."""
+        for given, value in self.sections:
+            if given == name:
+                return value
+        types_ = method_section_types()
+        if name not in types_:
+            raise ConfigError(f"model.{name}: no method registers a config section of that name")
+        return types_[name]()
 
 
 @dataclass(frozen=True)
@@ -299,6 +318,57 @@ class Config:
 
 
 # ---------------------------------------------------------------------------------------------------
+# Method plug-in sections (DESIGN.md contract 4): ``model.<section>.*``, registered by the methods
+# ---------------------------------------------------------------------------------------------------
+
+_METHOD_SECTIONS: dict[str, type] = {}
+_SECTION_OWNERS: dict[str, list[str]] = {}
+_RESERVED_SECTION_NAMES = frozenset(f.name for f in dataclasses.fields(ModelConfig))
+
+
+def register_method_section(name: str, cls: type, owner: str) -> None:
+    """Declare that method ``owner`` reads the frozen dataclass ``cls`` as ``model.<name>.*``.
+
+    Several methods may share a section (e.g. BYOL and Conditional BYOL); a name keeps one class.
+    Called by :func:`sie.methods.register_method`; a plug-in never needs to call it itself.
+    """
+    if not name.isidentifier() or name in _RESERVED_SECTION_NAMES:
+        raise ValueError(f"method section name {name!r} must be an identifier and not a model.* key")
+    if not (dataclasses.is_dataclass(cls) and isinstance(cls, type)):
+        raise TypeError(f"the config section of method {owner!r} must be a dataclass, got {cls!r}")
+    if not cls.__dataclass_params__.frozen:  # type: ignore[attr-defined]
+        raise TypeError(f"the config section {cls.__name__} of method {owner!r} must be frozen")
+    known = _METHOD_SECTIONS.setdefault(name, cls)
+    if known is not cls:
+        raise ValueError(
+            f"model.{name}.* is already {known.__name__}; method {owner!r} cannot register {cls.__name__}"
+        )
+    owners = _SECTION_OWNERS.setdefault(name, [])
+    if owner not in owners:
+        owners.append(owner)
+
+
+def _discover_method_plugins() -> None:
+    # The sections live with the methods, above this module; importing the package registers the
+    # built-in methods and those of installed plug-ins (entry-point group ``sie.methods``).
+    import importlib
+
+    importlib.import_module("sie.methods")
+
+
+def method_section_types() -> dict[str, type]:
+    """``{section name: dataclass}`` of every registered method section."""
+    _discover_method_plugins()
+    return dict(_METHOD_SECTIONS)
+
+
+def method_section_owners(name: str) -> tuple[str, ...]:
+    """The methods that read ``model.<name>.*`` (empty if no method registers it)."""
+    _discover_method_plugins()
+    return tuple(_SECTION_OWNERS.get(name, ()))
+
+
+# ---------------------------------------------------------------------------------------------------
 # Presets
 # ---------------------------------------------------------------------------------------------------
 
@@ -387,7 +457,10 @@ def config_keys(cls: type = Config, prefix: str = "") -> list[ConfigKey]:
     for f in dataclasses.fields(cls):
         key = f"{prefix}{f.name}"
         tp = hints[f.name]
-        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        if f.metadata.get("sections"):
+            for name, section in sorted(method_section_types().items()):
+                out.extend(config_keys(section, f"{prefix}{name}."))
+        elif isinstance(tp, type) and dataclasses.is_dataclass(tp):
             out.extend(config_keys(tp, key + "."))
         else:
             out.append(ConfigKey(key, tp, f.default, f.metadata.get("help", ""), f.metadata.get("unit")))
@@ -476,11 +549,18 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str, source: str) -> Any:
         where = prefix.rstrip(".") or "the top level"
         raise ConfigError(f"{source}: {where} must be a mapping of keys to values, got {data!r}")
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
+    fields_ = dataclasses.fields(cls)
+    names = {f.name for f in fields_ if not f.metadata.get("sections")}
+    section_field = next((f.name for f in fields_ if f.metadata.get("sections")), None)
     kwargs: dict[str, Any] = {}
+    sections: dict[str, Any] = {}
     for name, value in data.items():
         key = f"{prefix}{name}"
         if name not in names:
+            section_types = method_section_types() if section_field is not None else {}
+            if name in section_types:
+                sections[name] = _build(section_types[name], value, f"{key}.", source)
+                continue
             valid = [f"{prefix}{n}" for n in names] + _all_dotted_keys()
             raise ConfigError(f"{source}: unknown key {key!r}{_suggest(str(key), valid)}")
         tp = hints[name]
@@ -488,6 +568,8 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str, source: str) -> Any:
             kwargs[name] = _build(tp, value, f"{key}.", source)
         else:
             kwargs[name] = _coerce(value, tp, key, source)
+    if section_field is not None and sections:
+        kwargs[section_field] = tuple(sorted(sections.items()))
     return cls(**kwargs)
 
 
@@ -496,7 +578,9 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for f in dataclasses.fields(cfg):
         value = getattr(cfg, f.name)
-        if dataclasses.is_dataclass(value):
+        if f.metadata.get("sections"):
+            out.update((name, config_to_dict(section)) for name, section in value)
+        elif dataclasses.is_dataclass(value):
             out[f.name] = config_to_dict(value)
         elif isinstance(value, tuple):
             out[f.name] = list(value)
@@ -649,8 +733,10 @@ def validate(cfg: Config, source: str = "config") -> Config:
             f"{source}: optim.lr={o.lr}, eval.probe_lr={e.probe_lr} and model.simclr_temp={m.simclr_temp} "
             "must all be > 0"
         )
-    if d.views_per_sample < 2:
-        raise ConfigError(f"{source}: data.views_per_sample={d.views_per_sample} must be >= 2")
+    if d.views_per_sample < 2 and d.views_per_sample != 0:
+        raise ConfigError(
+            f"{source}: data.views_per_sample={d.views_per_sample} must be >= 2 (or 0 = what the method consumes)"
+        )
     if r.views < d.views_per_sample:
         raise ConfigError(
             f"{source}: render.views={r.views} is fewer than data.views_per_sample={d.views_per_sample}"
@@ -661,7 +747,44 @@ def validate(cfg: Config, source: str = "config") -> Config:
         raise ConfigError(
             f"{source}: train.precision='fp16' needs CUDA (GradScaler); use train.precision=bf16 or fp32 on CPU"
         )
-    return cfg
+    return settle_method_sections(cfg, source)
+
+
+def settle_method_sections(cfg: Config, source: str = "config") -> Config:
+    """Refuse a changed section of another method; fill in the active method's sections' defaults.
+
+    An untouched section of another method (e.g. in a config file saved by a run of that method) is
+    dropped, so a resolved config lists exactly the sections its method reads, with every value.
+    """
+    method = cfg.model.method
+    given = dict(cfg.model.sections)
+    kept: dict[str, Any] = {}
+    for name, section in given.items():
+        owners = method_section_owners(name)
+        if method in owners:
+            kept[name] = section
+            continue
+        default = type(section)()
+        changed = [
+            f.name
+            for f in dataclasses.fields(section)
+            if getattr(section, f.name) != getattr(default, f.name)
+        ]
+        if changed:
+            key = changed[0]
+            who = " and ".join(repr(o) for o in owners)
+            raise ConfigError(
+                f"{source}: model.{name}.{key}={getattr(section, key)!r} is a setting of method {who}, "
+                f"not of model.method={method!r}"
+            )
+    for name, section_type in method_section_types().items():
+        if method in _SECTION_OWNERS.get(name, ()) and name not in kept:
+            kept[name] = section_type()
+    if kept == given:
+        return cfg
+    return dataclasses.replace(
+        cfg, model=dataclasses.replace(cfg.model, sections=tuple(sorted(kept.items())))
+    )
 
 
 def resolve_config(

@@ -147,13 +147,13 @@ def tiny_config(method: str, **model: object) -> Config:
 
 
 def random_batch(
-    batch_size: int, param_dim: int, *, size: int = 16, seed: int = 0, dtype=torch.float32
+    batch_size: int, param_dim: int, *, size: int = 16, seed: int = 0, dtype=torch.float32, views: int = 2
 ) -> Batch:
     gen = torch.Generator().manual_seed(seed)
-    views = torch.randn(batch_size, 2, 3, size, size, generator=gen, dtype=dtype)
-    transforms = torch.randn(batch_size, 1, param_dim, generator=gen, dtype=dtype)
+    images = torch.randn(batch_size, views, 3, size, size, generator=gen, dtype=dtype)
+    transforms = torch.randn(batch_size, views - 1, param_dim, generator=gen, dtype=dtype)
     labels = torch.randint(0, 5, (batch_size,), generator=gen)
-    return Batch(views=views, transforms=transforms, labels=labels)
+    return Batch(views=images, transforms=transforms, labels=labels)
 
 
 def one_intra_op_thread() -> Iterator[None]:

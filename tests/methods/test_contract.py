@@ -124,7 +124,7 @@ def _cfg(
             r"model.equi=64 must be in \(0, 64\).*model.mlp='64-64'",
         ),
         (_cfg("sei"), 4, r"model.method='sei' is not a registered method \(did you mean 'sie'\?\)"),
-        (_cfg("sie", views=3), 4, r"data.views_per_sample=3 must be 2"),
+        (_cfg("sie", views=3), 4, r"data.views_per_sample=3: model.method=.sie. trains on 2 views"),
         (_cfg("vicreg", batch_size=1), 4, r"train.batch_size=1 with model.cov_denominator='batch_size'"),
         (_cfg("sie", predictor_type="mlp", tf_num_layers=0), 4, r"model.tf_num_layers=0"),
         (_cfg("supervised", num_classes=1), 4, r"model.num_classes=1"),

@@ -2,8 +2,18 @@
 
 A method is an ``nn.Module`` holding a backbone and its heads; ``forward(batch)`` returns a
 :class:`MethodOutput` (the loss, named terms to log, the detached representations), so the training
-loop knows nothing method-specific. Methods train on pairs: view a = ``batch.x``, view b = ``batch.y``,
-and ``batch.pair_transform`` holds the parameters g of the transformation from a to b.
+loop knows nothing method-specific. A batch holds K views of each object (``batch.views`` is
+(B, K, C, H, W)) and the parameters of the transformation between consecutive views
+(``batch.transforms``, (B, K-1, P)); pair methods (K = 2) read view a = ``batch.x``, view b =
+``batch.y`` and ``batch.pair_transform``. How many views a method consumes is declared when it
+registers (:func:`sie.methods.register_method`).
+
+Hooks the training loop calls on every method (the defaults do nothing special):
+
+* :meth:`Method.parameter_groups`: the trainable parameters, optionally in named groups with their
+  own learning-rate scale and weight decay;
+* :meth:`Method.on_step_end`: after every optimiser step, e.g. to move an EMA target
+  (:class:`sie.nn.ema.EMATarget`).
 
 Conventions shared by all methods (as the reference):
 
@@ -17,8 +27,8 @@ Conventions shared by all methods (as the reference):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
@@ -34,6 +44,8 @@ from sie.nn.predictors import HypernetworkPredictor, MLPPredictor
 __all__ = [
     "Method",
     "MethodOutput",
+    "ParamGroup",
+    "StepProgress",
     "build_predictor",
     "covariance_denominator",
     "mlp_widths",
@@ -56,6 +68,48 @@ class MethodOutput:
     representations: Tensor
 
 
+@dataclass
+class ParamGroup:
+    """Trainable parameters that share optimiser settings.
+
+    Attributes:
+        name: for messages and docs (e.g. ``"backbone"``, ``"predictor"``).
+        params: the parameters (each in exactly one group).
+        lr_scale: multiplies the scheduled learning rate for this group.
+        weight_decay: this group's weight decay; None = ``optim.weight_decay``.
+    """
+
+    name: str
+    params: list[nn.Parameter] = field(default_factory=list)
+    lr_scale: float = 1.0
+    weight_decay: float | None = None
+
+
+@dataclass(frozen=True)
+class StepProgress:
+    """Where training stands when :meth:`Method.on_step_end` is called.
+
+    Attributes:
+        step: index of the optimiser step just taken (0-based).
+        total_steps: steps of the whole run.
+        epoch: the epoch that step belongs to (0-based).
+        epochs: epochs of the whole run.
+    """
+
+    step: int
+    total_steps: int
+    epoch: int
+    epochs: int
+
+    def progress(self, unit: str = "step") -> float:
+        """Fraction of training done, in [0, 1]: ``step / total_steps`` or ``epoch / epochs``."""
+        if unit == "step":
+            return min(1.0, self.step / max(1, self.total_steps))
+        if unit == "epoch":
+            return min(1.0, self.epoch / max(1, self.epochs))
+        raise ValueError(f"unit must be 'step' or 'epoch', got {unit!r}")
+
+
 class Method(nn.Module):
     """Base of every method: builds the backbone, checks batches, packages the output.
 
@@ -67,10 +121,12 @@ class Method(nn.Module):
         backbone: images (N, 3, H, W) -> (N, D) with ``backbone.num_features`` = D.
         has_predictor: True when the method predicts one view's embedding from the other's.
         name: the registry name (set by :func:`sie.methods.build_method`).
+        views_per_sample: K, the views per object it trains on (set by :func:`sie.methods.build_method`).
     """
 
     has_predictor: bool = False
     name: str = ""
+    views_per_sample: int = 2
 
     def __init__(self, cfg: Config, transform_dim: int) -> None:
         super().__init__()
@@ -105,23 +161,54 @@ class Method(nn.Module):
             f"method {self.name or type(self).__name__!r} has no predictor (has_predictor is False)"
         )
 
-    def encode_pair(self, batch: Batch) -> tuple[Tensor, Tensor]:
-        """Backbone features of both views, each (B, D); the backbone runs on each view separately."""
-        if batch.num_views != 2:
-            raise ValueError(f"methods train on pairs of views; got a batch with K={batch.num_views} views")
+    def parameter_groups(self) -> list[ParamGroup]:
+        """The trainable parameters in groups; the default is one group with all of them.
+
+        Parameters with ``requires_grad=False`` (e.g. an EMA target) must not appear.
+        """
+        return [ParamGroup("method", [p for p in self.parameters() if p.requires_grad])]
+
+    def on_step_end(self, progress: StepProgress) -> None:
+        """Called by the training loop after every optimiser step (e.g. to move an EMA target).
+
+        Whatever it changes must live in the module's state dict, which checkpoints save.
+        """
+
+    def check_batch(self, batch: Batch) -> None:
+        """Refuse a batch with another number of views or transformation parameters than built for."""
+        if batch.num_views != self.views_per_sample:
+            raise ValueError(
+                f"method {self.name or type(self).__name__!r} trains on {self.views_per_sample} views per "
+                f"sample; got a batch with K={batch.num_views} views"
+            )
         if batch.transforms.shape[-1] != self.transform_dim:
             raise ValueError(
                 f"batch has {batch.transforms.shape[-1]} transformation parameters per pair; this method was "
                 f"built for transform_dim={self.transform_dim}"
             )
+
+    def encode_views(self, batch: Batch) -> Tensor:
+        """(B, K, D) backbone features of every view; the backbone runs on each view separately."""
+        self.check_batch(batch)
+        return torch.stack([self.backbone(batch.views[:, k]) for k in range(batch.num_views)], dim=1)
+
+    def encode_pair(self, batch: Batch) -> tuple[Tensor, Tensor]:
+        """Backbone features of both views of a pair, each (B, D); the backbone runs on each separately."""
+        self.check_batch(batch)
         return self.backbone(batch.x), self.backbone(batch.y)
 
-    def output(self, loss: Tensor, terms: Mapping[str, Tensor], h_x: Tensor, h_y: Tensor) -> MethodOutput:
-        """Package the loss (as fp32), detached terms and the (B, 2, D) detached representations."""
+    def output(
+        self, loss: Tensor, terms: Mapping[str, Tensor], views: Sequence[Tensor] | Tensor
+    ) -> MethodOutput:
+        """Package the loss (as fp32), detached terms and the (B, K, D) detached representations.
+
+        ``views`` is the K per-view (B, D) representations, or already stacked (B, K, D).
+        """
+        stacked = views if isinstance(views, Tensor) else torch.stack(list(views), dim=1)
         return MethodOutput(
             loss=loss.float(),
             terms={name: value.detach().float() for name, value in terms.items()},
-            representations=torch.stack([h_x, h_y], dim=1).detach(),
+            representations=stacked.detach(),
         )
 
 

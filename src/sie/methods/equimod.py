@@ -16,6 +16,7 @@ The whole 512-d representation h feeds two projectors with the full ``model.mlp`
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Literal
 
 from torch import Tensor
@@ -32,6 +33,7 @@ from sie.methods.base import (
     mlp_widths,
     vicreg_regularizers,
 )
+from sie.methods.registry import register_method
 from sie.nn.heads import Projector
 
 __all__ = ["EquiMod"]
@@ -90,7 +92,7 @@ class EquiMod(Method):
                 gather_with_grad(prediction), gather_with_grad(zeq_y), temperature
             )
             loss = terms["loss/nce"] + self.equi_weight * terms["loss/nce_equi"]
-            return self.output(loss, terms, h_x, h_y)
+            return self.output(loss, terms, (h_x, h_y))
         terms["loss/inv"] = invariance_loss(zinv_x, zinv_y)
         terms["loss/std"], terms["loss/cov"] = vicreg_regularizers(zinv_x, zinv_y, self.cov_denominator)
         terms["loss/equi"] = invariance_loss(prediction, zeq_y)
@@ -107,4 +109,28 @@ class EquiMod(Method):
             + model.std_coeff * terms["loss/std_equi"]
             + model.cov_coeff * terms["loss/cov_equi"]
         )
-        return self.output(invariant_part + self.equi_weight * equivariant_part, terms, h_x, h_y)
+        return self.output(invariant_part + self.equi_weight * equivariant_part, terms, (h_x, h_y))
+
+
+_PREDICTOR_KEYS = ("model.predictor_type", "model.hypernetwork")
+register_method(
+    "equimod",
+    description="EquiMod on SimCLR: invariant NT-Xent + equi_factor x predicted-view NT-Xent",
+    terms=("loss/nce", "loss/nce_equi"),
+    reference="SimCLREquiMod (SimCLREquiModRotColor with data.transform=rotcolor)",
+    keys=("model.mlp", "model.simclr_temp", "model.equi_factor", *_PREDICTOR_KEYS),
+)(partial(EquiMod, base="simclr"))
+register_method(
+    "equimod-vicreg",
+    description="EquiMod on VICReg: VICReg on invariant head + equi_factor x VICReg with prediction",
+    terms=("loss/inv", "loss/std", "loss/cov", "loss/equi", "loss/std_equi", "loss/cov_equi"),
+    reference="VICRegEquiMod",
+    keys=(
+        "model.mlp",
+        "model.sim_coeff",
+        "model.std_coeff",
+        "model.cov_coeff",
+        "model.equi_factor",
+        *_PREDICTOR_KEYS,
+    ),
+)(partial(EquiMod, base="vicreg"))

@@ -22,6 +22,8 @@ there (``model.equi_factor_everywhere`` multiplies the prediction term by it).
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 from torch import Tensor
 
@@ -38,9 +40,15 @@ from sie.methods.base import (
     mlp_widths,
     vicreg_regularizers,
 )
+from sie.methods.registry import register_method
 from sie.nn.heads import Projector, split_widths
 
 __all__ = ["SIE"]
+
+_VICREG_KEYS = ("model.mlp", "model.sim_coeff", "model.std_coeff", "model.cov_coeff")
+_PREDICTOR_KEYS = ("model.predictor_type", "model.hypernetwork")
+_SPLIT_KEYS = ("model.equi", *_VICREG_KEYS, "model.equi_factor", *_PREDICTOR_KEYS)
+_SPLIT_TERMS = ("loss/inv", "loss/equi", "loss/std", "loss/cov", "loss/pred_std")
 
 
 class SIE(Method):
@@ -133,4 +141,35 @@ class SIE(Method):
         if self.predictor_variance:
             terms["loss/pred_std"] = variance_loss(gather_with_grad(prediction)) / 2
             loss = loss + model.std_coeff * terms["loss/pred_std"]
-        return self.output(loss, terms, h_x, h_y)
+        return self.output(loss, terms, (h_x, h_y))
+
+
+register_method(
+    "sie",
+    description="SIE: split invariant/equivariant representation, hypernetwork predictor, predictor variance",
+    terms=_SPLIT_TERMS,
+    reference="SIE (SIERotColor with data.transform=rotcolor)",
+    keys=_SPLIT_KEYS,
+)(SIE)
+register_method(
+    "sie-novar",
+    description="SIE without the predictor-output variance term",
+    terms=_SPLIT_TERMS[:-1],
+    reference="SIENoVar",
+    keys=_SPLIT_KEYS,
+)(partial(SIE, predictor_variance=False))
+register_method(
+    "sie-onlyequi",
+    description="SIE with no invariant part: the whole representation is equivariant",
+    terms=("loss/equi", "loss/std", "loss/cov", "loss/pred_std"),
+    reference="SIEOnlyEqui",
+    keys=(*_VICREG_KEYS, *_PREDICTOR_KEYS),
+)(partial(SIE, only_equi=True))
+register_method(
+    "sie-rotcolor",
+    description="SIE conditioned on rotation + floor/spot hue deltas (needs data.transform=rotcolor)",
+    terms=_SPLIT_TERMS,
+    reference="SIERotColor",
+    keys=_SPLIT_KEYS,
+    requires_transform=("rotcolor", 6),
+)(SIE)

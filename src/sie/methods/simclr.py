@@ -13,6 +13,8 @@ NT-Xent is computed on embeddings gathered over ranks (2N rows, temperature ``mo
 
 from __future__ import annotations
 
+from functools import partial
+
 from torch import Tensor
 
 from sie.config import Config, parse_mlp_spec
@@ -20,6 +22,7 @@ from sie.data.batch import Batch
 from sie.distributed import gather_with_grad
 from sie.losses import info_nce_loss, invariance_loss
 from sie.methods.base import Method, MethodOutput, build_predictor, mlp_widths
+from sie.methods.registry import register_method
 from sie.nn.heads import AugSelfHead, Projector
 
 __all__ = ["SimCLR", "SimCLROnlyEqui"]
@@ -54,7 +57,7 @@ class SimCLR(Method):
         if self.augself is not None:
             terms["loss/augself"] = invariance_loss(self.augself(h_x, h_y), batch.pair_transform)
             loss = loss + model.ec_weight * terms["loss/augself"]
-        return self.output(loss, terms, h_x, h_y)
+        return self.output(loss, terms, (h_x, h_y))
 
 
 class SimCLROnlyEqui(Method):
@@ -86,4 +89,27 @@ class SimCLROnlyEqui(Method):
         nce = info_nce_loss(
             gather_with_grad(prediction), gather_with_grad(target), self.cfg.model.simclr_temp
         )
-        return self.output(nce, {"loss/nce_equi": nce}, h_x, h_y)
+        return self.output(nce, {"loss/nce_equi": nce}, (h_x, h_y))
+
+
+register_method(
+    "simclr",
+    description="SimCLR: NT-Xent between the two views' embeddings",
+    terms=("loss/nce",),
+    reference="SimCLR",
+    keys=("model.mlp", "model.simclr_temp"),
+)(SimCLR)
+register_method(
+    "augself",
+    description="SimCLR + AugSelf: also regress the transformation from both representations",
+    terms=("loss/nce", "loss/augself"),
+    reference="SimCLRAugSelf (SimCLRAugSelfRotColor with data.transform=rotcolor)",
+    keys=("model.mlp", "model.simclr_temp", "model.ec_weight", "model.augself_mlp"),
+)(partial(SimCLR, augself=True))
+register_method(
+    "simclr-onlyequi",
+    description="SimCLR whose positive is the prediction from the other view (equivariant only)",
+    terms=("loss/nce_equi",),
+    reference="SimCLROnlyEqui (SimCLROnlyEquiRotColor with data.transform=rotcolor)",
+    keys=("model.mlp", "model.simclr_temp", "model.predictor_type", "model.hypernetwork"),
+)(SimCLROnlyEqui)

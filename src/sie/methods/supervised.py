@@ -15,11 +15,19 @@ from sie.config import Config
 from sie.data.batch import Batch
 from sie.errors import ConfigError, UsageError
 from sie.methods.base import Method, MethodOutput
+from sie.methods.registry import register_method
 from sie.nn.heads import LinearClassifier
 
 __all__ = ["Supervised"]
 
 
+@register_method(
+    "supervised",
+    description="Supervised baseline: cross-entropy on class labels, linear head on the backbone",
+    terms=("loss/ce",),
+    reference="(not in the reference repository)",
+    keys=("model.num_classes",),
+)
 class Supervised(Method):
     """Backbone + linear classifier trained with cross-entropy on both views of each pair."""
 
@@ -44,4 +52,4 @@ class Supervised(Method):
         h_x, h_y = self.encode_pair(batch)
         logits = self.classifier(torch.cat([h_x, h_y], dim=0))
         ce = F.cross_entropy(logits.float(), torch.cat([labels, labels], dim=0))
-        return self.output(ce, {"loss/ce": ce}, h_x, h_y)
+        return self.output(ce, {"loss/ce": ce}, (h_x, h_y))

@@ -12,6 +12,8 @@ cover all D dims.
 
 from __future__ import annotations
 
+from functools import partial
+
 from torch import Tensor
 
 from sie.config import Config
@@ -19,9 +21,13 @@ from sie.data.batch import Batch
 from sie.errors import ConfigError
 from sie.losses import invariance_loss
 from sie.methods.base import Method, MethodOutput, covariance_denominator, mlp_widths, vicreg_regularizers
+from sie.methods.registry import register_method
 from sie.nn.heads import Projector
 
 __all__ = ["VICReg"]
+
+_VICREG_KEYS = ("model.mlp", "model.sim_coeff", "model.std_coeff", "model.cov_coeff")
+_TERMS = ("loss/inv", "loss/std", "loss/cov")
 
 
 class VICReg(Method):
@@ -62,4 +68,20 @@ class VICReg(Method):
             + model.std_coeff * terms["loss/std"]
             + model.cov_coeff * terms["loss/cov"]
         )
-        return self.output(loss, terms, h_x, h_y)
+        return self.output(loss, terms, (h_x, h_y))
+
+
+register_method(
+    "vicreg",
+    description="VICReg: invariance + variance + covariance on one projector",
+    terms=_TERMS,
+    reference="VICReg",
+    keys=_VICREG_KEYS,
+)(VICReg)
+register_method(
+    "vicreg-partinv",
+    description="VICReg with invariance on the first D - equi embedding dims only",
+    terms=_TERMS,
+    reference="VICRegPartInv",
+    keys=("model.equi", *_VICREG_KEYS),
+)(partial(VICReg, partial_invariance=True))

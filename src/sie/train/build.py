@@ -32,7 +32,7 @@ def build_run(
     cfg: Config, out: Path, ctx: DistContext, *, resume: bool, allow_config_change: bool
 ) -> TrainingRun:
     from sie.data import make_train_loader, open_split, transform_dim
-    from sie.methods import build_method
+    from sie.methods import ParamGroup, build_method, views_per_sample
 
     checkpoint_path = out / CHECKPOINT_FILENAME
     state: dict[str, Any] | None = None
@@ -87,7 +87,7 @@ def build_run(
     loader = make_train_loader(
         source,
         batch_size_per_rank=per_device,
-        views_per_sample=cfg.data.views_per_sample,
+        views_per_sample=views_per_sample(cfg),
         transform=cfg.data.transform,
         canonical=cfg.data.canonical_quaternion,
         resolution=cfg.data.resolution,
@@ -124,13 +124,16 @@ def build_run(
                     f"{checkpoint_path} has no online probes; resume with train.online_eval=false"
                 )
             load_state_strict(online, state["online_eval"], f"{checkpoint_path} (online probes)")
-    if cfg.train.channels_last:
-        method.backbone.to(memory_format=torch.channels_last)
+    if cfg.train.channels_last:  # the whole method: EMA targets hold backbone copies
+        method.to(memory_format=torch.channels_last)
     if cfg.train.compile:
         method.backbone.compile()  # in place: parameter names keep no '_orig_mod.' prefix
     model = wrap(method, ctx, sync_bn=cfg.train.sync_bn)
     online_model = wrap(online, ctx, sync_bn=False) if online is not None else None
-    optimizer = build_optimizer([m for m in (method, online) if m is not None], cfg.optim)
+    groups = method.parameter_groups()
+    if online is not None:
+        groups.append(ParamGroup("online_eval", [p for p in online.parameters() if p.requires_grad]))
+    optimizer = build_optimizer(groups, cfg.optim)
     scaler = torch.amp.GradScaler(device.type, enabled=precision.needs_grad_scaler)
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])

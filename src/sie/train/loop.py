@@ -33,6 +33,7 @@ from sie.checkpoint import CHECKPOINT_FILENAME
 from sie.config import Config, validate
 from sie.device import autocast
 from sie.log import get_logger
+from sie.methods.base import StepProgress
 from sie.seeding import derive_seed
 from sie.train.build import build_run
 from sie.train.faults import NonFiniteLoss, nonfinite_terms
@@ -228,9 +229,7 @@ def _step(
     run.scaler.scale(total).backward()
     run.scaler.step(run.optimizer)
     run.scaler.update()
-    hook = getattr(run.method, "on_step_end", None)
-    if callable(hook):
-        hook(run.step)
+    run.method.on_step_end(StepProgress(run.step, run.total_steps, run.epoch, cfg.train.epochs))
     run.step += 1
     run.batches_in_epoch += 1
     values["lr"] = torch.tensor(lr)

@@ -22,6 +22,7 @@ from sie.checkpoint import (
 )
 from sie.config import Config, config_to_dict
 from sie.device import Precision
+from sie.methods.base import Method
 from sie.train.launch import DistContext
 from sie.train.metrics import MetricsLog
 from sie.train.schedule import lr_at, warmup_steps_for
@@ -41,7 +42,7 @@ class TrainingRun:
     loader: Any
     steps_per_epoch: int
     per_device_batch: int
-    method: nn.Module  # unwrapped: what is saved and exported
+    method: Method  # unwrapped: what is saved and exported
     model: nn.Module  # what is called: the method, or DDP around it
     online: nn.Module | None  # the online probes (DDP-wrapped when distributed)
     optimizer: torch.optim.Optimizer
