@@ -7,7 +7,7 @@ import torch
 from tests.methods.plain import random_batch, tiny_config
 
 from sie.cli import main
-from sie.methods import METHODS, MethodOutput, build_method, list_methods
+from sie.methods import METHODS, MethodOutput, StepProgress, build_method, list_methods
 
 # Loss terms are declared by each method when it registers; these spot checks pin a few of them.
 SPOT_CHECK_TERMS = {
@@ -37,20 +37,26 @@ def test_every_method_trains_two_steps(name: str) -> None:
     method = build_method(cfg, param_dim)
     assert method.name == name and method.cfg is cfg
     before = {k: v.detach().clone() for k, v in method.named_parameters()}
-    optimizer = torch.optim.Adam(method.parameters(), lr=1e-3)
+    groups = method.parameter_groups()
+    optimizer = torch.optim.Adam([{"params": g.params} for g in groups], lr=1e-3)
     batch = random_batch(4, param_dim, views=method.views_per_sample)
-    for _ in range(2):
+    for step in range(2):
         out = method(batch)
         assert isinstance(out, MethodOutput)
         assert out.loss.ndim == 0 and out.loss.dtype == torch.float32 and torch.isfinite(out.loss)
         optimizer.zero_grad()
         out.loss.backward()
         optimizer.step()
+        method.on_step_end(StepProgress(step=step, total_steps=2, epoch=0, epochs=1))
+    # Every trainable parameter is in exactly one group; frozen ones (EMA targets) in none.
+    grouped = [id(p) for g in groups for p in g.params]
+    assert sorted(grouped) == sorted(id(p) for p in method.parameters() if p.requires_grad)
     assert set(out.terms) == set(METHODS[name].terms)  # what the method declared when it registered
     for value in out.terms.values():
         assert value.ndim == 0 and not value.requires_grad and torch.isfinite(value)
     assert out.representations.shape == (4, method.views_per_sample, 512)
     assert not out.representations.requires_grad
+    # Trained parameters move by the optimiser, EMA targets by on_step_end.
     unchanged = [k for k, v in method.named_parameters() if torch.equal(v, before[k])]
     assert unchanged == [], f"parameters not updated: {unchanged[:5]}"
 
