@@ -55,6 +55,7 @@ class MethodSpec:
         reference: the published code or class it reproduces.
         keys: shared ``model.*`` keys that matter most for it (shown by ``sie methods``).
         views: views per training sample, or a function of the config giving it.
+        views_key: the setting that decides ``views`` when it is a function (quoted in messages).
         section: its typed config section class (``model.<section_name>.*``), or None.
         section_name: the section's key under ``model``.
         requires_transform: ``(data.transform, transform_dim)`` it needs, or None for any.
@@ -67,9 +68,15 @@ class MethodSpec:
     reference: str = ""
     keys: tuple[str, ...] = ()
     views: int | Callable[[Config], int] = 2
+    views_key: str = ""
     section: type | None = None
     section_name: str = ""
     requires_transform: tuple[str, int] | None = None
+
+    @property
+    def views_origin(self) -> str:
+        """Why a sample holds that many views, for messages: ``pairs`` or the deciding setting."""
+        return self.views_key or ("pairs" if self.views == 2 else f"{self.views} views")
 
     def views_per_sample(self, cfg: Config) -> int:
         """The number of views of one object this method trains on under ``cfg``."""
@@ -88,6 +95,7 @@ def register_method(
     reference: str = "",
     keys: tuple[str, ...] = (),
     views: int | Callable[[Config], int] = 2,
+    views_key: str = "",
     section: type | None = None,
     section_name: str = "",
     requires_transform: tuple[str, int] | None = None,
@@ -117,6 +125,7 @@ def register_method(
             reference=reference,
             keys=tuple(keys),
             views=views,
+            views_key=views_key,
             section=section,
             section_name=section_key if section is not None else "",
             requires_transform=requires_transform,
@@ -159,10 +168,9 @@ def views_per_sample(cfg: Config) -> int:
     needed = spec.views_per_sample(cfg)
     given = cfg.data.views_per_sample
     if given not in (0, needed):
-        how = f"model.{spec.section_name}.*" if spec.section is not None and callable(spec.views) else "pairs"
         raise ConfigError(
             f"data.views_per_sample={given}: model.method={spec.name!r} trains on {needed} views per sample "
-            f"({how}); leave data.views_per_sample at 0 or set it to {needed}"
+            f"({spec.views_origin}); leave data.views_per_sample at 0 or set it to {needed}"
         )
     return needed
 

@@ -32,7 +32,7 @@ def build_run(
     cfg: Config, out: Path, ctx: DistContext, *, resume: bool, allow_config_change: bool
 ) -> TrainingRun:
     from sie.data import make_train_loader, open_split, transform_dim
-    from sie.methods import ParamGroup, build_method, views_per_sample
+    from sie.methods import METHODS, ParamGroup, build_method, views_per_sample
 
     checkpoint_path = out / CHECKPOINT_FILENAME
     state: dict[str, Any] | None = None
@@ -84,10 +84,17 @@ def build_run(
         changes.append(("data.manifest_hash", previous_info["manifest_hash"], source.manifest_hash))
     tdim = transform_dim(cfg.data.transform, source.latent_size)
     per_device = per_device_batch_size(cfg.train.batch_size, ctx.world_size)
+    sample_views = views_per_sample(cfg)
+    if sample_views > source.views_per_object:
+        origin = METHODS[cfg.model.method].views_origin
+        raise UsageError(
+            f"{cfg.data.root}: {source.views_per_object} views per object, but model.method="
+            f"{cfg.model.method!r} trains on {sample_views} views of one object per sample ({origin})"
+        )
     loader = make_train_loader(
         source,
         batch_size_per_rank=per_device,
-        views_per_sample=views_per_sample(cfg),
+        views_per_sample=sample_views,
         transform=cfg.data.transform,
         canonical=cfg.data.canonical_quaternion,
         resolution=cfg.data.resolution,
