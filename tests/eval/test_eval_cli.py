@@ -178,3 +178,33 @@ def test_bad_inputs_exit_2_with_one_line(
     assert main(["eval", str(runs["vicreg"]), "--data", str(tiny_dataset), "--set", "model.equi=1"]) == 2
     assert main(["report", str(wrong), "--out", str(tmp_path / "r")]) == 2
     assert "no eval/results.json" in capsys.readouterr().err
+
+
+def test_seq_jepa_is_evaluated_on_its_aggregate_and_its_predictor(tiny_dataset: Path, tmp_path: Path) -> None:
+    # A sequence method through the unchanged protocol: single-view probes on the backbone, the
+    # aggregate of eval_seq_len views for classification, retrieval through its one-view predictor.
+    cfg = resolve_config(
+        "cpu-small",
+        overrides=[
+            f"data.root={tiny_dataset}",
+            "data.resolution=32",
+            "data.num_workers=0",
+            "model.method=seq-jepa",
+            "model.seq_jepa.seq_len=2",
+            "model.seq_jepa.eval_seq_len=4",
+            "model.seq_jepa.pred_hidden=32",
+            "train.batch_size=4",
+            "train.precision=fp32",
+        ],
+    )
+    run = train(cfg, tmp_path / "run", max_steps=2)
+    assert main(["eval", str(run), "--data", str(tiny_dataset), *QUICK]) == 0
+    res = results(run)
+    keys = {(r["metric"], r["task"], r["part"], r["split"]) for r in res["records"]}
+    assert {("top1", "classification", "aggregate", "val"), ("top1", "classification", "full", "val"),
+            ("r2", "rotation", "full", "val"), ("r2", "absolute_rotation", "full", "val"),
+            ("MRR", "retrieval", "embedding", "val-val")} <= keys  # fmt: skip
+    aggregate = next(r for r in res["records"] if r["part"] == "aggregate" and r["metric"] == "top1")
+    assert aggregate["probe"]["sequence_views"] == 4 and res["has_predictor"]
+    assert main(["report", str(run), "--out", str(tmp_path / "report")]) == 0
+    assert "Top-1 aggregate (%)" in (tmp_path / "report" / "report.md").read_text()

@@ -191,3 +191,54 @@ def test_reference_bn_mode_reruns_the_backbone_in_train_mode(tiny_dataset: Path,
     cached = reference.features["train"].representations[objects, views]
     assert not torch.allclose(train_mode, cached, atol=1e-4)
     assert not torch.equal(supplier.backbone.bn.running_mean, reference.method.backbone.bn.running_mean)
+
+
+def test_aggregate_sequences_start_at_each_view_and_never_repeat_one() -> None:
+    seqs = protocol.aggregate_sequences(7, 5, 3)
+    assert seqs.shape == (7, 5, 3)
+    assert torch.equal(seqs[:, :, 0], torch.arange(5).expand(7, 5))  # sequence s starts at view s
+    assert all(len(set(row.tolist())) == 3 for row in seqs.reshape(-1, 3))
+    assert torch.equal(seqs, protocol.aggregate_sequences(7, 5, 3))  # deterministic
+    assert not torch.equal(seqs, protocol.aggregate_sequences(7, 5, 3, seed=2))
+    with pytest.raises(UsageError, match="a sequence of 6 views cannot be drawn from 5"):
+        protocol.aggregate_sequences(2, 5, 6)
+
+
+class SequenceStandIn(StandIn):
+    """A stand-in with a sequence representation: mean of the views' features + a linear map of the
+    summed transformation parameters."""
+
+    aggregate_views = 3
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.action = nn.Linear(4, 16)
+
+    def aggregate(self, z: Tensor, params: Tensor) -> Tensor:
+        return z.mean(dim=1) + self.action(params.sum(dim=1))
+
+
+def test_aggregate_classification_reads_each_sequence_in_order(tiny_dataset: Path, tmp_path: Path) -> None:
+    from sie.data.targets import relative_transforms
+
+    inputs = inputs_for(tiny_dataset, tmp_path)
+    inputs.method = SequenceStandIn().eval()
+    val = inputs.features["val"]
+    seqs = protocol.aggregate_sequences(val.num_objects, val.views_per_object, 3)
+    table = protocol.aggregate_table(inputs, "val", seqs)
+    assert table.shape == (val.num_objects, val.views_per_object, 16)
+    # One entry by hand: object 1, sequence 2.
+    views = seqs[1, 2]
+    z = val.representations[1, views]
+    params = relative_transforms(val.latents[1, views], "quat")  # (2, 4): view 0 -> 1, view 1 -> 2
+    expected = z.mean(dim=0) + inputs.method.action(params.sum(dim=0))
+    torch.testing.assert_close(table[1, 2], expected.detach(), rtol=1e-5, atol=1e-6)
+    tables = {"val": table, "train": protocol.aggregate_table(inputs, "train", protocol.aggregate_sequences(
+        inputs.features["train"].num_objects, inputs.features["train"].views_per_object, 3))}  # fmt: skip
+    records = protocol.run_aggregate_classification(inputs, 0, tables)
+    assert [(r.metric, r.task, r.part) for r in records] == [
+        ("top1", "classification", "aggregate"),
+        ("top5", "classification", "aggregate"),
+    ]
+    assert records[0].probe is not None and records[0].probe["sequence_views"] == 3
+    assert records[0].chance == pytest.approx(1 / 3) and 0.0 <= records[0].value <= 1.0

@@ -43,7 +43,10 @@ __all__ = [
     "INDEPENDENT_PRE_NOTE",
     "EvalInputs",
     "Record",
+    "aggregate_sequences",
+    "aggregate_table",
     "predictor_transform",
+    "run_aggregate_classification",
     "run_classification",
     "run_rank",
     "run_regression",
@@ -163,6 +166,80 @@ def run_classification(inputs: EvalInputs, part_name: str, seed: int) -> list[Re
             True,
             seconds,
             inputs.probe_settings("linear"),
+        )
+        for k in (1, 5)
+    ]
+
+
+# ---- classification of a sequence representation ------------------------------------------------------
+
+_AGGREGATE_SEED = 1  # the evaluation's fixed view sequences (the same for every probe seed)
+_AGGREGATE_CHUNK = 4096
+
+
+def aggregate_sequences(num_objects: int, views: int, length: int, seed: int = _AGGREGATE_SEED) -> Tensor:
+    """(N, V, M) view indices: for each object, V sequences of M distinct views, sequence s starting at
+    view s followed by M - 1 other views in a random order; deterministic in ``seed``."""
+    if not 1 <= length <= views:
+        raise UsageError(f"a sequence of {length} views cannot be drawn from {views} views per object")
+    gen = torch.Generator().manual_seed(derive_seed(seed, "aggregate-sequences"))
+    out = torch.empty(num_objects, views, length, dtype=torch.long)
+    first = torch.arange(views)
+    for start in range(0, num_objects, 1024):
+        n = min(1024, num_objects - start)
+        keys = torch.rand(n, views, views, generator=gen)
+        keys[:, first, first] = -1.0  # view s sorts first in sequence s
+        out[start : start + n] = keys.argsort(dim=-1)[..., :length]
+    return out
+
+
+@torch.no_grad()
+def aggregate_table(inputs: EvalInputs, split: str, sequences: Tensor) -> Tensor:
+    """(N, S, E) sequence representations ``method.aggregate`` of the (N, S, M) view ``sequences`` of a split."""
+    from sie.data.targets import relative_transforms
+
+    feats = inputs.features[split]
+    n, s, m = sequences.shape
+    objects = torch.arange(n)[:, None, None].expand(n, s, m)
+    reps = feats.representations  # (N, V, D) on the probe device
+    rows = []
+    flat_objects, flat_views = objects.reshape(-1, m), sequences.reshape(-1, m)
+    for i in range(0, flat_objects.shape[0], _AGGREGATE_CHUNK):
+        obj, view = flat_objects[i : i + _AGGREGATE_CHUNK], flat_views[i : i + _AGGREGATE_CHUNK]
+        z = reps[obj.to(reps.device), view.to(reps.device)].to(inputs.device)
+        params = relative_transforms(feats.latents[obj, view], inputs.transform_kind, inputs.canonical)
+        rows.append(inputs.method.aggregate(z, params.to(inputs.device)).float())
+    return torch.cat(rows).reshape(n, s, -1)
+
+
+def run_aggregate_classification(inputs: EvalInputs, seed: int, tables: dict[str, Tensor]) -> list[Record]:
+    """Linear probe on a method's sequence representation (part ``aggregate``): ``tables`` from
+    :func:`aggregate_table` for ``train`` and ``val``; top-1 and top-5 on every val sequence."""
+    start = time.perf_counter()
+    train_f, val_f = inputs.features["train"], inputs.features["val"]
+    train = probes.CachedViewFeatures(tables["train"])
+    head = probes.fit_classifier(
+        train, train_f.labels, inputs.num_classes, inputs.schedule, seed=seed, device=inputs.device
+    )
+    val = probes.CachedViewFeatures(tables["val"])
+    objects, sequences = _all_views(val.num_objects, val.views_per_object)
+    logits = probes.predict_views(head, val, objects, sequences)
+    labels = val_f.labels[objects]
+    length = int(getattr(inputs.method, "aggregate_views", 0))
+    settings = {**inputs.probe_settings("linear"), "sequence_views": length}
+    return [
+        Record(
+            f"top{k}",
+            "classification",
+            "aggregate",
+            "val",
+            seed,
+            metrics.top_k_accuracy(logits, labels, k),
+            metrics.majority_class_accuracy(train_f.labels, val_f.labels, k),
+            f"majority class{'es' if k > 1 else ''} of the training split",
+            True,
+            time.perf_counter() - start,
+            settings,
         )
         for k in (1, 5)
     ]

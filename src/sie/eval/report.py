@@ -64,6 +64,7 @@ MAIN_COLUMNS: tuple[Column, ...] = (
     Column("Top-1 inv (%)", "top1", "classification", "inv", "val", True),
     Column("Top-1 equi (%)", "top1", "classification", "equi", "val", True),
     Column("Top-1 full (%)", "top1", "classification", "full", "val", True),
+    Column("Top-1 aggregate (%)", "top1", "classification", "aggregate", "val", True),
     Column("Rot. R² inv", "r2", "rotation", "inv", "val"),
     Column("Rot. R² equi", "r2", "rotation", "equi", "val"),
     Column("Rot. R² full", "r2", "rotation", "full", "val"),

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
+from torch import Tensor
 
 from sie.checkpoint import CHECKPOINT_FILENAME, atomic_write, checkpoint_hash, load_method
 from sie.config import Config, EvalConfig, config_to_dict
@@ -251,7 +252,21 @@ def evaluate(
     arrays: dict[str, np.ndarray] = {}
     latent_size = train_src.latent_size
     regressions = regression_tasks_for(latent_size, eval_cfg.tasks)
+    aggregate_views = int(method.aggregate_views)
+    aggregates: dict[str, Tensor] = {}
+    if aggregate_views and "classification" in eval_cfg.tasks:
+        for split in ("train", "val"):
+            f = features[split]
+            if aggregate_views > f.views_per_object:
+                raise UsageError(
+                    f"{data_root}: {f.views_per_object} views per object in {split}, fewer than the "
+                    f"{aggregate_views} that method {run_cfg.model.method!r} aggregates for classification"
+                )
+            sequences = protocol.aggregate_sequences(f.num_objects, f.views_per_object, aggregate_views)
+            aggregates[split] = protocol.aggregate_table(inputs, split, sequences)
     for i, seed in enumerate(eval_cfg.probe_seeds):
+        if aggregates:
+            _add(records, protocol.run_aggregate_classification(inputs, seed, aggregates))
         for part_name in parts:
             if "classification" in eval_cfg.tasks:
                 _add(records, protocol.run_classification(inputs, part_name, seed))

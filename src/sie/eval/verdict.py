@@ -122,7 +122,12 @@ def _first_entry(
     return None
 
 
-_PART_NAMES = {"inv": "invariant-part", "equi": "equivariant-part", "full": "full-representation"}
+_PART_NAMES = {
+    "inv": "invariant-part",
+    "equi": "equivariant-part",
+    "full": "full-representation",
+    "aggregate": "sequence-aggregate",
+}
 
 
 def verdict(run: RunResults) -> str:

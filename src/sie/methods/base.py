@@ -122,11 +122,14 @@ class Method(nn.Module):
         has_predictor: True when the method predicts one view's embedding from the other's.
         name: the registry name (set by :func:`sie.methods.build_method`).
         views_per_sample: K, the views per object it trains on (set by :func:`sie.methods.build_method`).
+        aggregate_views: M > 0 when the method has a representation of a sequence of M views
+            (:meth:`aggregate`); the evaluation then also classifies from it (part ``aggregate``).
     """
 
     has_predictor: bool = False
     name: str = ""
     views_per_sample: int = 2
+    aggregate_views: int = 0
 
     def __init__(self, cfg: Config, transform_dim: int) -> None:
         super().__init__()
@@ -160,6 +163,11 @@ class Method(nn.Module):
         raise UsageError(
             f"method {self.name or type(self).__name__!r} has no predictor (has_predictor is False)"
         )
+
+    def aggregate(self, z: Tensor, params: Tensor) -> Tensor:
+        """(N, M, D) representations of M views of one object, in order, and the (N, M - 1, P) parameters
+        between consecutive ones -> (N, E) representation of the sequence; only when ``aggregate_views``."""
+        raise UsageError(f"method {self.name or type(self).__name__!r} has no sequence representation")
 
     def parameter_groups(self) -> list[ParamGroup]:
         """The trainable parameters in groups; the default is one group with all of them.

@@ -122,6 +122,7 @@ class SeqJEPA(Method):
         opts = _options(cfg)
         self.opts = opts
         self.seq_len = opts.seq_len
+        self.aggregate_views = opts.eval_seq_len
         self.has_predictor = opts.action_conditioning
         d = self.repr_dim
         if not opts.action_conditioning:
