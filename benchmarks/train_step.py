@@ -18,6 +18,11 @@ channels_last at 256 px, the raw JPEG layout instead of the packed store at 64 p
     python benchmarks/train_step.py --only 64            # the 64 px rows
     python benchmarks/train_step.py --json results.json  # also write the rows as JSON
     python benchmarks/train_step.py --only 64 --threads 1 2 --repeat 3   # interleaved rounds, best and median
+    python benchmarks/train_step.py --only 128 --methods sie seq-jepa --repeat 3   # methods side by side
+
+With several ``--methods`` every setting runs for each (interleaved); a method's other settings are its
+defaults (seq-JEPA: sequences of 3 + 1 views, so its "pairs/s" are sequences/s; ``images_per_s`` counts
+every view the backbones see).
 """
 
 from __future__ import annotations
@@ -42,7 +47,9 @@ sys.path.insert(0, str(REPO))
 
 from tests.helpers.tiny_dataset import write_tiny_dataset  # noqa: E402
 
+from sie.config import resolve_config  # noqa: E402
 from sie.data.pack import pack_dataset  # noqa: E402
+from sie.methods import views_per_sample  # noqa: E402
 
 PAPER_MODEL = ["model.mlp=2048-2048-2048", "model.equi=256", "model.small_stem=false", "model.arch=resnet18"]
 
@@ -62,6 +69,7 @@ def run_setting(
     device: str = "cpu",
     batch_size: int = 64,
     threads: int | None = None,
+    method: str = "sie",
 ) -> dict[str, Any]:
     """One ``sie train`` run; returns the row (median pairs/s, data wait, peak memory, wall time)."""
     out = workdir / name
@@ -79,7 +87,7 @@ def run_setting(
         "--data",
         str(data),
         "--method",
-        "sie",
+        method,
         "--out",
         str(out),
         "--preset",
@@ -127,8 +135,12 @@ def run_setting(
     timed = [r for r in records if r["step"] > warmup]
     if len(timed) != steps:
         raise SystemExit(f"{name}: expected {steps} timed records, got {len(timed)} (is an epoch too short?)")
+    views = views_per_sample(resolve_config("paper", overrides=[f"model.method={method}"]))
+    samples_per_s = statistics.median(r["pairs_per_s"] for r in timed)
     row = {
         "setting": name,
+        "method": method,
+        "views_per_sample": views,
         "resolution": resolution,
         "precision": precision,
         "channels_last": channels_last,
@@ -137,7 +149,8 @@ def run_setting(
         "store": "packed" if (data / "manifest.json").exists() else "raw",
         "device": torch.cuda.get_device_name(0) if device == "cuda" else f"cpu x{os.cpu_count()}",
         "batch_size": batch_size,
-        "pairs_per_s": statistics.median(r["pairs_per_s"] for r in timed),
+        "pairs_per_s": samples_per_s,
+        "images_per_s": samples_per_s * views,
         "data_wait_frac": statistics.fmean(r["data_wait_frac"] for r in timed),
         "step_time_s": statistics.median(r["step_time_s"] for r in timed),
         "peak_mem_mb": max(r["peak_mem_mb"] for r in records),
@@ -146,7 +159,8 @@ def run_setting(
         "load_avg_1min_before": load_before,
     }
     print(
-        f"{name:28s} x{row['threads_per_process']} thr {row['pairs_per_s']:7.1f} pairs/s  step {row['step_time_s']:6.2f} s  "
+        f"{name:28s} x{row['threads_per_process']} thr {row['pairs_per_s']:7.1f} samples/s "
+        f"({row['images_per_s']:7.1f} images/s)  step {row['step_time_s']:6.2f} s  "
         f"data wait {100 * row['data_wait_frac']:4.1f}%  peak {row['peak_mem_mb']:7.0f} MiB  "
         f"(load {load_before:.1f})",
         flush=True,
@@ -179,6 +193,9 @@ def main() -> None:
         type=int,
         default=1,
         help="rounds; each round runs every setting once (interleaved, so load spikes hit all alike)",
+    )
+    parser.add_argument(
+        "--methods", nargs="+", default=["sie"], help="methods to time, each at every setting"
     )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
@@ -233,8 +250,12 @@ def main() -> None:
                 continue
             processes = int(kw.get("processes", 1))
             for threads in (args.threads or [None]) if processes == 1 else [None]:
-                label = name.replace(" ", "_") + (f"_{threads}thr" if threads is not None else "")
-                runs.append((label, {"processes": 1, **common, **kw, "threads": threads}))
+                for method in args.methods:
+                    label = name.replace(" ", "_") + (f"_{threads}thr" if threads is not None else "")
+                    label = f"{method}_{label}" if len(args.methods) > 1 else label
+                    runs.append(
+                        (label, {"processes": 1, **common, **kw, "threads": threads, "method": method})
+                    )
         rows = []
         for round_index in range(args.repeat):
             for label, kw in runs:

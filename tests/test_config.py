@@ -227,3 +227,15 @@ def test_saved_config_is_plain_yaml(tmp_path: Path) -> None:
     data = yaml.safe_load(save_config(PAPER, tmp_path).read_text())
     assert data["model"]["mlp"] == "2048-2048-2048"
     assert data["eval"]["probe_seeds"] == [0]
+
+
+def test_shipped_method_configs_resolve_to_their_published_settings() -> None:
+    configs = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+    assert configs, "configs/ holds the published setups of the methods"
+    for path in configs:
+        cfg = resolve_config("paper", config_file=path)
+        assert cfg.model.sections, f"{path.name} sets no method section"
+    seq = resolve_config("paper", config_file=configs[0].with_name("seq_jepa_3diebench.yaml"))
+    opts = seq.model.section("seq_jepa")
+    assert (seq.model.method, seq.data.resolution, seq.train.batch_size, seq.optim.lr) == ("seq-jepa", 128, 128, 4e-4)
+    assert (opts.seq_len, opts.ema, seq.optim.weight_decay, seq.optim.warmup_epochs) == (3, 0.996, 0.0, 20.0)
