@@ -226,3 +226,16 @@ def test_checkpoint_every_epochs_saves_every_nth_epoch_and_the_last(
     steps_per_epoch = info["step"] // 5
     train(cfg, tmp_path / "stopped", max_steps=steps_per_epoch * 3)
     assert saved == [(2, 0), (3, 0)]
+
+
+def test_a_sequence_longer_than_the_views_per_object_is_refused(tiny_dataset: Path, tmp_path: Path) -> None:
+    cfg = tiny_config(tiny_dataset, "seq-jepa")
+    section = replace(cfg.model.section("seq_jepa"), seq_len=5)  # 6 views per sample, the dataset has 5
+    cfg = replace(cfg, model=replace(cfg.model, sections=(("seq_jepa", section),)))
+    with pytest.raises(
+        UsageError,
+        match=r"5 views per object, but model\.method='seq-jepa' trains on 6 views of one object per sample "
+        r"\(model\.seq_jepa\.seq_len \+ 1\)",
+    ):
+        train(cfg, tmp_path / "run", max_steps=1)
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
