@@ -113,3 +113,25 @@ def test_losses_refuse_bad_shapes() -> None:
         invariance_loss(torch.zeros(2, 3), torch.zeros(2, 4))
     with pytest.raises(ValueError, match="temperature"):
         info_nce_loss(torch.ones(2, 3), torch.ones(2, 3), temperature=0.0)
+
+
+@pytest.mark.parametrize(
+    "loss",
+    [
+        lambda a, b: info_nce_loss(a, b, 0.1),
+        lambda a, b: covariance_loss(torch.cat([a, b], dim=1)),
+        lambda a, b: variance_loss(a),
+        lambda a, b: invariance_loss(a, b),
+    ],
+    ids=["info_nce", "covariance", "variance", "invariance"],
+)
+def test_losses_are_full_precision_inside_autocast(loss) -> None:
+    # Inside an autocast region the similarity / covariance matmuls would run in bf16; the losses turn
+    # autocast off, so the value equals the fp32 computation outside it.
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.randn(64, 96, generator=gen), torch.randn(64, 96, generator=gen)
+    outside = loss(a, b)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = loss(a, b)
+    assert inside.dtype == torch.float32
+    torch.testing.assert_close(inside, outside, rtol=0, atol=0)

@@ -1,7 +1,8 @@
 """Loss terms as pure functions, exactly as the SIE reference computes them (facebookresearch/SIE; docs/methods.md).
 
-Every function casts its inputs to float32 (or keeps float64) before computing, so the terms are
-computed in full precision even under autocast: the covariance and log-sum-exp terms are where
+Every function casts its inputs to float32 (or keeps float64) and runs with autocast turned off, so the
+terms are computed in full precision even inside an autocast region (autocast would otherwise run the
+covariance and similarity matmuls in half precision): the covariance and log-sum-exp terms are where
 half precision hurts. Gathering across ranks is the caller's job: the batch-statistics terms
 (variance, covariance, InfoNCE) expect tensors already gathered over all ranks
 (:func:`sie.distributed.gather_with_grad`), while the MSE terms take the local batch (DDP's gradient
@@ -12,9 +13,16 @@ Notation: Z is an (N, D) batch of embeddings (N rows = samples), Zc = Z - mean o
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 __all__ = [
     "VARIANCE_EPS",
@@ -33,11 +41,26 @@ def _full_precision(x: Tensor) -> Tensor:
     return x if x.dtype == torch.float64 else x.float()
 
 
+def _outside_autocast(fn: Callable[P, R]) -> Callable[P, R]:
+    """Run ``fn`` with autocast off on the device of its first tensor argument."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        device = next((a.device.type for a in args if isinstance(a, Tensor)), "cpu")
+        if not torch.is_autocast_enabled(device):
+            return fn(*args, **kwargs)
+        with torch.autocast(device_type=device, enabled=False):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
 def _check_matrix(z: Tensor, name: str) -> None:
     if z.ndim != 2:
         raise ValueError(f"{name} must be an (N, D) matrix; got shape {tuple(z.shape)}")
 
 
+@_outside_autocast
 def invariance_loss(z_a: Tensor, z_b: Tensor) -> Tensor:
     """Mean squared error over all N x D entries (``F.mse_loss``): (N, D), (N, D) -> scalar.
 
@@ -48,6 +71,7 @@ def invariance_loss(z_a: Tensor, z_b: Tensor) -> Tensor:
     return F.mse_loss(_full_precision(z_a), _full_precision(z_b))
 
 
+@_outside_autocast
 def variance_loss(z: Tensor, eps: float = VARIANCE_EPS) -> Tensor:
     """VICReg's variance hinge: ``mean_j relu(1 - sqrt(Var_j(Z) + eps))`` with the unbiased variance.
 
@@ -64,6 +88,7 @@ def variance_loss(z: Tensor, eps: float = VARIANCE_EPS) -> Tensor:
     return F.relu(1.0 - std).mean()
 
 
+@_outside_autocast
 def covariance_loss(z: Tensor, denominator: float | None = None, num_dims: int | None = None) -> Tensor:
     """VICReg's covariance term: ``sum_{j != k} Cov_jk^2 / D`` with ``Cov = Zc^T Zc / denominator``.
 
@@ -90,6 +115,7 @@ def covariance_loss(z: Tensor, denominator: float | None = None, num_dims: int |
     return off_diagonal.pow(2).sum() / float(d if num_dims is None else num_dims)
 
 
+@_outside_autocast
 def info_nce_loss(z_a: Tensor, z_b: Tensor, temperature: float = 0.1) -> Tensor:
     """NT-Xent / InfoNCE as the reference's ``info_nce_loss``: 2N rows, one positive each.
 
