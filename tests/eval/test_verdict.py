@@ -73,6 +73,11 @@ def test_verdict_lists_documented_deviations_from_the_paper_preset(tmp_path: Pat
     assert verdict.deviations(changed, has_predictor=False) == [
         "data.canonical_quaternion = True (paper preset: False)"
     ]
+    # ... nor for a method whose predictor is its own (SEN, BYOL-cond, seq-JEPA).
+    for method in ("sen", "byol-cond", "seq-jepa"):
+        changed["model"]["method"] = method
+        assert verdict.deviations(changed) == ["data.canonical_quaternion = True (paper preset: False)"]
+    changed["model"]["method"] = "sie"
     changed["model"]["predictor_type"] = "mlp"
     assert verdict.deviations(changed) == ["data.canonical_quaternion = True (paper preset: False)"]
 

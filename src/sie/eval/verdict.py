@@ -82,14 +82,21 @@ def _lookup(config: dict[str, Any], dotted: str) -> Any:
 def deviations(run_config: dict[str, Any] | None, *, has_predictor: bool = True) -> list[str]:
     """``key = value (paper preset: value)`` for each of :data:`DEVIATION_KEYS` set away from the paper preset.
 
-    ``model.hypernetwork_init_gain`` is left out where it does nothing: a method without a predictor,
-    or an MLP predictor (``model.predictor_type``).
+    ``model.hypernetwork_init_gain`` is left out where it does nothing: a method without a predictor, a
+    method whose predictor is not built from the shared ``model.predictor_type`` keys (BYOL, SEN,
+    seq-JEPA have their own), or an MLP predictor.
     """
     if not run_config:
         return []
+    from sie.methods import METHODS
+
     paper = config_to_dict(PAPER)
     model = run_config.get("model", {})
-    hypernetwork = has_predictor and model.get("predictor_type", "hypernetwork") == "hypernetwork"
+    spec = METHODS.get(str(model.get("method", "sie")))
+    shared_predictor = spec is None or "model.predictor_type" in spec.keys
+    hypernetwork = (
+        has_predictor and shared_predictor and model.get("predictor_type", "hypernetwork") == "hypernetwork"
+    )
     out = []
     for key in DEVIATION_KEYS:
         if key == "model.hypernetwork_init_gain" and not hypernetwork:
