@@ -570,7 +570,10 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str, source: str) -> Any:
             kwargs[name] = _coerce(value, tp, key, source)
     if section_field is not None and sections:
         kwargs[section_field] = tuple(sorted(sections.items()))
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ConfigError as exc:  # a method section checking its values in __post_init__
+        raise ConfigError(f"{source}: {exc}") from None
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:
