@@ -74,7 +74,8 @@ def test_byol_loss_is_the_symmetric_plain_formula() -> None:
         h_x, h_y = method.backbone(batch.x), method.backbone(batch.y)
         p_x, p_y = method.predictor(method.projector(h_x)), method.predictor(method.projector(h_y))
         t_x = method.target_projector.module(method.target_backbone.module(batch.x))
-        t_y = method.target_projector.module(method.target_backbone.module(batch.y))
+        ht_y = method.target_backbone.module(batch.y)
+        t_y = method.target_projector.module(ht_y)
     expected = plain_byol_term(p_x, t_y) + plain_byol_term(p_y, t_x)
     assert out.loss.item() == pytest.approx(expected, rel=1e-6)
     assert out.terms == pytest.approx({"loss/byol": expected}, rel=1e-6)
@@ -97,12 +98,13 @@ def test_byol_cond_loss_is_one_direction_from_view_a_and_the_action() -> None:
         h_x, h_y = method.backbone(batch.x), method.backbone(batch.y)
         action = method.action_embedding(batch.pair_transform)
         prediction = method.predictor(torch.cat([action, method.projector(h_x)], dim=1))  # action first
-        t_y = method.target_projector.module(method.target_backbone.module(batch.y))
+        ht_y = method.target_backbone.module(batch.y)
+        t_y = method.target_projector.module(ht_y)
     expected = plain_byol_term(prediction, t_y)
     assert out.loss.item() == pytest.approx(expected, rel=1e-6)
     assert out.terms == pytest.approx({"loss/byol": expected}, rel=1e-6)
-    # The representations are the online backbone's, for both views.
-    assert torch.equal(out.representations, torch.stack([h_x, h_y], dim=1))
+    # View a's representation is the online backbone's, view b's the target's (as the reference returns).
+    assert torch.equal(out.representations, torch.stack([h_x, ht_y], dim=1))
     out.loss.backward()
     assert method.action_embedding[0].weight.grad is not None
 

@@ -244,11 +244,13 @@ class ConditionalBYOL(BYOL):
         """``2 - 2 mean cos(q([A(g), P(h_x)]), sg(target projection of view b)))`` on a batch of pairs."""
         self.check_batch(batch)
         h_x = self.backbone(batch.x)
-        with torch.no_grad():  # view b's online representation, for the online probes only
-            h_y = self.backbone(batch.y)
+        # View b goes through the target network only; its target representation also fills view b's
+        # slot of the (detached) representations for the online probes, as the reference returns it.
+        h_y_target: Tensor = self.target_backbone(batch.y)
+        target: Tensor = self.target_projector(h_y_target)
         prediction = self.predict(self.embed_equivariant(h_x), batch.pair_transform)
-        loss = byol_loss(prediction, self.target_embedding(batch.y))
-        return self.output(loss, {"loss/byol": loss}, (h_x, h_y))
+        loss = byol_loss(prediction, target)
+        return self.output(loss, {"loss/byol": loss}, (h_x, h_y_target.to(h_x.dtype)))
 
 
 register_method(
