@@ -237,5 +237,10 @@ def test_shipped_method_configs_resolve_to_their_published_settings() -> None:
         assert cfg.model.sections, f"{path.name} sets no method section"
     seq = resolve_config("paper", config_file=configs[0].with_name("seq_jepa_3diebench.yaml"))
     opts = seq.model.section("seq_jepa")
-    assert (seq.model.method, seq.data.resolution, seq.train.batch_size, seq.optim.lr) == ("seq-jepa", 128, 128, 4e-4)
+    assert (seq.model.method, seq.data.resolution, seq.train.batch_size, seq.optim.lr) == (
+        "seq-jepa",
+        128,
+        128,
+        4e-4,
+    )
     assert (opts.seq_len, opts.ema, seq.optim.weight_decay, seq.optim.warmup_epochs) == (3, 0.996, 0.0, 20.0)

@@ -95,7 +95,7 @@ def test_byol_cond_loss_is_one_direction_from_view_a_and_the_action() -> None:
     batch = random_batch(BATCH, 4, size=4, seed=2, dtype=torch.float64)
     out = method(batch)
     with torch.no_grad():
-        h_x, h_y = method.backbone(batch.x), method.backbone(batch.y)
+        h_x = method.backbone(batch.x)
         action = method.action_embedding(batch.pair_transform)
         prediction = method.predictor(torch.cat([action, method.projector(h_x)], dim=1))  # action first
         ht_y = method.target_backbone.module(batch.y)
