@@ -69,6 +69,12 @@ ENTRIES: list[tuple[str, str, list[str]]] = [
     ("SIE (no predictor variance)", "sie-novar", []),
     ("SimCLR + AugSelf", "augself", []),
     ("Supervised", "supervised", []),
+    # The world-model methods that followed SIE (hafezgh/seq-jepa's baselines and seq-JEPA itself), with
+    # their own published heads and EMA settings on the same backbone, batch, lr and budget.
+    ("seq-JEPA", "seq-jepa", []),
+    ("BYOL", "byol", []),
+    ("Conditional BYOL", "byol-cond", []),
+    ("SEN", "sen", []),
 ]
 
 # What moves SIE: one documented, off-by-default knob changed at a time from the "SIE" row (the cpu preset),
@@ -86,6 +92,7 @@ ROWS = {"main": ENTRIES, "ablation": ABLATIONS}
 TABLE_COLUMNS: list[tuple[str, str, str, str, str, bool]] = [
     ("classification", "top1", "inv", "val", "Top-1 inv (%)", True),
     ("classification", "top1", "full", "val", "Top-1 full (%)", True),
+    ("classification", "top1", "aggregate", "val", "Top-1 aggregate (%)", True),
     ("rotation", "r2", "equi", "val", "Rot. R² equi", True),
     ("rotation", "r2", "inv", "val", "Rot. R² inv", True),
     ("rotation", "r2", "full", "val", "Rot. R² full", True),
