@@ -166,6 +166,25 @@ def test_precedence_preset_file_set_flags(tmp_path: Path) -> None:
         (["model.arch=torchvision_resnet18", "model.width=32"], r"model\.width=32: .* has width 64 only"),
         (["model.width=-1"], r"model\.width=-1 must be >= 0"),
         (["train.checkpoint_every_epochs=0"], r"train\.checkpoint_every_epochs=0 must be positive"),
+        # Accepted before and then failing (or silently meaningless) at run time:
+        (["optim.lr=.nan"], r"optim\.lr=nan must be a finite number"),
+        (["model.sim_coeff=.inf"], r"model\.sim_coeff=inf must be a finite number"),
+        (
+            ["render.rotation_range=[0, .nan]"],
+            r"render\.rotation_range=\[0\.0, nan\] must be a finite number",
+        ),
+        (["optim.optimizer=sgd", "optim.momentum=-5"], r"optim\.momentum=-5\.0 must be >= 0"),
+        (["optim.momentum=1"], r"optim\.momentum=1\.0 must be in \[0, 1\)"),
+        (["train.seed=-1"], r"train\.seed=-1 must be >= 0"),
+        (["train.log_every_s=-5"], r"train\.log_every_s=-5\.0 must be >= 0"),
+        (["train.checkpoint_every_min=-1"], r"train\.checkpoint_every_min=-1\.0 must be >= 0"),
+        (["eval.probe_epochs=0"], r"eval\.probe_epochs=0 must be positive"),
+        (["eval.probe_seeds=[]"], r"eval\.probe_seeds is empty"),
+        (
+            ["data.resolution=16"],
+            r"data\.resolution=16 px is too small for model\.arch='resnet18' with model\.small_stem=false: "
+            r"it needs at least 24 px; use model\.small_stem=true",
+        ),
     ],
 )
 def test_impossible_combinations_are_refused(overrides: list[str], message: str) -> None:
@@ -244,3 +263,8 @@ def test_shipped_method_configs_resolve_to_their_published_settings() -> None:
         4e-4,
     )
     assert (opts.seq_len, opts.ema, seq.optim.weight_decay, seq.optim.warmup_epochs) == (3, 0.996, 0.0, 20.0)
+
+
+def test_infinite_means_never_where_documented() -> None:
+    cfg = resolve_config("paper", None, ["train.checkpoint_every_min=.inf", "train.log_every_s=.inf"])
+    assert cfg.train.checkpoint_every_min == float("inf") and cfg.train.log_every_s == float("inf")

@@ -677,9 +677,44 @@ def parse_mlp_spec(spec: str, key: str = "model.mlp") -> tuple[int, ...]:
     return tuple(int(p) for p in parts)
 
 
+BACKBONE_MIN_RESOLUTION: dict[tuple[str, bool], int] = {
+    ("resnet18", False): 24,
+    ("resnet18", True): 6,
+    ("torchvision_resnet18", False): 1,
+    ("torchvision_resnet18", True): 1,
+    ("convnet", False): 1,
+}
+"""Smallest input side (px) each backbone (arch, small_stem) can encode: the reference ResNet-18's
+unpadded strided convolutions leave no pixels below it (tests/nn check the boundary)."""
+
+_INFINITY_ALLOWED = frozenset({"train.checkpoint_every_min", "train.log_every_s"})
+"""Float keys where an infinite value means "never" rather than a mistake."""
+
+
+def _check_finite(cfg: Config, source: str) -> None:
+    """Refuse NaN anywhere and infinities outside :data:`_INFINITY_ALLOWED`, naming the key."""
+    flat = config_to_dict(cfg)
+
+    def walk(node: Mapping[str, Any], prefix: str) -> None:
+        for name, value in node.items():
+            key = f"{prefix}{name}"
+            if isinstance(value, Mapping):
+                walk(value, f"{key}.")
+                continue
+            values = value if isinstance(value, list) else [value]
+            for item in values:
+                if isinstance(item, float) and (
+                    item != item or (abs(item) == float("inf") and key not in _INFINITY_ALLOWED)
+                ):
+                    raise ConfigError(f"{source}: {key}={value!r} must be a finite number")
+
+    walk(flat, "")
+
+
 def validate(cfg: Config, source: str = "config") -> Config:
     """Refuse impossible combinations with a message naming the keys and values; return ``cfg``."""
     m, d, t, o, e, r = cfg.model, cfg.data, cfg.train, cfg.optim, cfg.eval, cfg.render
+    _check_finite(cfg, source)
     if m.width < 0:
         raise ConfigError(f"{source}: model.width={m.width} must be >= 0 (0 = the arch's default)")
     if m.arch == "torchvision_resnet18" and m.width not in (0, 64):
@@ -705,6 +740,7 @@ def validate(cfg: Config, source: str = "config") -> Config:
         "train.online_eval_every": t.online_eval_every,
         "train.checkpoint_every_epochs": t.checkpoint_every_epochs,
         "eval.probe_batch_size": e.probe_batch_size,
+        "eval.probe_epochs": e.probe_epochs,
         "eval.feature_batch_size": e.feature_batch_size,
         "render.classes": r.classes,
         "render.objects_per_class": r.objects_per_class,
@@ -716,7 +752,12 @@ def validate(cfg: Config, source: str = "config") -> Config:
             raise ConfigError(f"{source}: {key}={value} must be positive")
     non_negative: dict[str, float] = {
         "train.epochs": t.epochs,
-        "eval.probe_epochs": e.probe_epochs,
+        "train.seed": t.seed,
+        "train.log_every_s": t.log_every_s,
+        "train.checkpoint_every_min": t.checkpoint_every_min,
+        "optim.final_lr": o.final_lr,
+        "optim.momentum": o.momentum,
+        "eval.probe_weight_decay": e.probe_weight_decay,
         "data.num_workers": d.num_workers,
         "render.workers": r.workers,
         "optim.weight_decay": o.weight_decay,
@@ -736,6 +777,17 @@ def validate(cfg: Config, source: str = "config") -> Config:
             f"{source}: optim.lr={o.lr}, eval.probe_lr={e.probe_lr} and model.simclr_temp={m.simclr_temp} "
             "must all be > 0"
         )
+    if o.momentum >= 1:
+        raise ConfigError(f"{source}: optim.momentum={o.momentum} must be in [0, 1)")
+    if not e.probe_seeds:
+        raise ConfigError(f"{source}: eval.probe_seeds is empty; give at least one seed, e.g. [0]")
+    smallest = BACKBONE_MIN_RESOLUTION.get((m.arch, m.small_stem), 1)
+    if d.resolution < smallest:
+        hint = "; use model.small_stem=true or a larger resolution" if not m.small_stem else ""
+        raise ConfigError(
+            f"{source}: data.resolution={d.resolution} px is too small for model.arch={m.arch!r} with "
+            f"model.small_stem={str(m.small_stem).lower()}: it needs at least {smallest} px{hint}"
+        )
     if d.views_per_sample < 2 and d.views_per_sample != 0:
         raise ConfigError(
             f"{source}: data.views_per_sample={d.views_per_sample} must be >= 2 (or 0 = what the method consumes)"
@@ -748,7 +800,8 @@ def validate(cfg: Config, source: str = "config") -> Config:
         raise ConfigError(f"{source}: render.val_fraction={r.val_fraction} must be in (0, 1)")
     if t.precision == "fp16" and t.device == "cpu":
         raise ConfigError(
-            f"{source}: train.precision='fp16' needs CUDA (GradScaler); use train.precision=bf16 or fp32 on CPU"
+            f"{source}: train.precision='fp16' needs CUDA (GradScaler); use train.precision=bf16 or fp32 on CPU, "
+            "or a CPU preset (--preset cpu or cpu-small)"
         )
     return settle_method_sections(cfg, source)
 

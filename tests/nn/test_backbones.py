@@ -9,6 +9,7 @@ import torch
 import torchvision
 from torch import nn
 
+from sie.config import BACKBONE_MIN_RESOLUTION
 from sie.nn.backbones import (
     ConvNet,
     ReferenceBasicBlock,
@@ -173,3 +174,14 @@ def test_backbone_build_errors() -> None:
         build_backbone("torchvision_resnet18", width=32)
     with pytest.raises(ValueError, match="width must be positive"):
         ConvNet(width=-1)
+
+
+@pytest.mark.parametrize(("arch", "small_stem"), sorted(BACKBONE_MIN_RESOLUTION))
+def test_the_documented_minimum_resolution_is_the_boundary(arch: str, small_stem: bool) -> None:
+    smallest = BACKBONE_MIN_RESOLUTION[(arch, small_stem)]
+    backbone = build_backbone(arch, small_stem=small_stem).eval()
+    with torch.no_grad():
+        assert backbone(torch.randn(1, 3, smallest, smallest)).shape[0] == 1
+        if smallest > 1:
+            with pytest.raises(RuntimeError):
+                backbone(torch.randn(1, 3, smallest - 1, smallest - 1))
