@@ -16,6 +16,7 @@ from sie.device import resolve_precision
 from sie.errors import UsageError
 from sie.log import get_logger
 from sie.seeding import seed_everything
+from sie.train.faults import nonfinite_entries
 from sie.train.launch import DistContext, per_device_batch_size, wrap
 from sie.train.metrics import MetricsLog, truncate_metrics
 from sie.train.online import OnlineEvaluator, rotation_target_dim
@@ -53,6 +54,15 @@ def build_run(
                 f"{saved_cfg.model.width}, small_stem {saved_cfg.model.small_stem}) backbone; this configuration "
                 f"asks for model.arch={cfg.model.arch!r} (width {cfg.model.width}, small_stem "
                 f"{cfg.model.small_stem}); start a new run (another --out) for another backbone"
+            )
+        poisoned = nonfinite_entries(
+            {k: state[k] for k in ("model", "online_eval", "scaler") if k in state}
+            | {"optimizer": state.get("optimizer", {}).get("state", {})}
+        )
+        if poisoned:  # written before every save was checked: resuming would only repeat the NaN
+            raise UsageError(
+                f"--resume: {checkpoint_path} holds non-finite values ({', '.join(poisoned[:4])}"
+                f"{', ...' if len(poisoned) > 4 else ''}); it cannot be resumed, start a new run"
             )
         info_path = out / RUN_INFO_FILENAME
         previous_info = json.loads(info_path.read_text()) if info_path.is_file() else {}

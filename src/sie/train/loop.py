@@ -40,7 +40,7 @@ from sie.train.faults import NonFiniteLoss, nonfinite_terms
 from sie.train.launch import all_reduce_max, init_distributed, shutdown
 from sie.train.metrics import WindowMeter, peak_memory_mb
 from sie.train.optim import set_lr
-from sie.train.run import TrainingRun, finish_run, save_training_state, write_run_info
+from sie.train.run import TrainingRun, finish_run, kept_checkpoint, save_training_state, write_run_info
 from sie.train.signals import StopRequest
 
 __all__ = ["train"]
@@ -239,14 +239,9 @@ def _step(
 def _raise_nonfinite(run: TrainingRun, values: dict[str, Tensor]) -> None:
     bad = nonfinite_terms({k: float(v) for k, v in values.items()})
     where = ", ".join(bad) if bad else "on another rank"
-    kept = (
-        f"the last good checkpoint (step {run.last_checkpoint_step}) is kept in {run.out / CHECKPOINT_FILENAME}"
-        if run.last_checkpoint_step is not None
-        else "no checkpoint had been written yet"
-    )
     raise NonFiniteLoss(
         f"non-finite loss at step {run.step} (epoch {run.epoch}): {where}; stopped before the optimiser "
-        f"step; {kept}. Try a lower optim.lr, train.precision=fp32 or a larger train.batch_size"
+        f"step; {kept_checkpoint(run)}. Try a lower optim.lr, train.precision=fp32 or a larger train.batch_size"
     )
 
 

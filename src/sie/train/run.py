@@ -23,12 +23,21 @@ from sie.checkpoint import (
 from sie.config import Config, config_to_dict
 from sie.device import Precision
 from sie.methods.base import Method
-from sie.train.launch import DistContext
+from sie.train.faults import NonFiniteState, nonfinite_entries
+from sie.train.launch import DistContext, all_reduce_max
 from sie.train.metrics import MetricsLog
 from sie.train.schedule import lr_at, warmup_steps_for
 from sie.train.state import capture_rng_state
 
-__all__ = ["TrainingRun", "finish_run", "save_training_state", "unwrap", "write_run_info"]
+__all__ = [
+    "TrainingRun",
+    "finish_run",
+    "kept_checkpoint",
+    "save_training_state",
+    "training_state_nonfinite",
+    "unwrap",
+    "write_run_info",
+]
 
 
 @dataclass
@@ -87,8 +96,57 @@ def write_run_info(run: TrainingRun, *, status: str) -> None:
         handle.write((json.dumps(run.info, indent=2) + "\n").encode())
 
 
+def kept_checkpoint(run: TrainingRun) -> str:
+    """What is on disk after a failure: the last checkpoint this run wrote or resumed from."""
+    if run.last_checkpoint_step is None:
+        return "no checkpoint had been written yet"
+    return f"the last good checkpoint (step {run.last_checkpoint_step}) is kept in {run.out / CHECKPOINT_FILENAME}"
+
+
+def training_state_nonfinite(run: TrainingRun) -> list[str]:
+    """Names of what a checkpoint would save that holds NaN or inf: this rank's view, all tensors.
+
+    Covers the method's parameters and buffers (EMA targets included: they are parameters with
+    ``requires_grad=False``), the online probes, the optimiser state and the GradScaler.
+    """
+    parts: dict[str, Any] = {
+        "model": run.method.state_dict(),
+        "optimizer": run.optimizer.state_dict()["state"],
+        "scaler": run.scaler.state_dict(),
+    }
+    if run.online is not None:
+        parts["online_eval"] = unwrap(run.online).state_dict()
+    return nonfinite_entries(parts)
+
+
+def _check_finite(run: TrainingRun) -> None:
+    """Refuse to checkpoint non-finite state; every rank checks and all agree (one all-reduce)."""
+    bad = training_state_nonfinite(run)
+    if run.ctx.distributed:
+        flag = torch.tensor([float(bool(bad))], device=run.ctx.device)
+        if not all_reduce_max(flag, run.ctx).item():
+            return
+    elif not bad:
+        return
+    shown = (
+        ", ".join(bad[:6]) + (f", ... ({len(bad)} in all)" if len(bad) > 6 else "")
+        if bad
+        else "on another rank"
+    )
+    raise NonFiniteState(
+        f"non-finite weights or optimiser state after step {run.step} (epoch {run.epoch}): {shown}; "
+        f"not saved, {kept_checkpoint(run)}. Try a lower optim.lr, train.precision=fp32 or a larger "
+        "train.batch_size"
+    )
+
+
 def save_training_state(run: TrainingRun) -> None:
-    """Write checkpoint.pt and backbone.safetensors (rank 0; atomic) and update run.json."""
+    """Write checkpoint.pt and backbone.safetensors (rank 0; atomic) and update run.json.
+
+    Raises:
+        NonFiniteState: something it would save is NaN or inf; nothing is written.
+    """
+    _check_finite(run)
     if run.ctx.is_main:
         state = {
             "format": "sie-checkpoint-1",
@@ -99,6 +157,7 @@ def save_training_state(run: TrainingRun) -> None:
             "step": run.step,
             "epoch": run.epoch,
             "batches_in_epoch": run.batches_in_epoch,
+            "steps_per_epoch": run.steps_per_epoch,
             "config": config_to_dict(run.cfg),
             "rng": capture_rng_state(run.ctx.device),
             "world_size": run.ctx.world_size,

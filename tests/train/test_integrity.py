@@ -1,0 +1,128 @@
+"""Integrity of what a training run leaves on disk: no poisoned checkpoint, clean logs, exact plans.
+
+Each test reproduces one defect of issue 14 on the tiny dataset (9 training objects) with a small
+convnet, so that a checkpoint is a few hundred kB and a step a few milliseconds.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import sie.methods
+import sie.train.build
+from sie.checkpoint import load_checkpoint
+from sie.config import Config, DataConfig, ModelConfig, TrainConfig
+from sie.errors import UsageError
+from sie.train import train
+from sie.train.faults import NonFiniteLoss, NonFiniteState
+
+
+def small_config(root: Path, method: str = "vicreg", **train_kw: Any) -> Config:
+    """A width-8 convnet at 16 px, 32-wide heads, fp32 on CPU, deterministic, a record every step."""
+    settings: dict[str, Any] = {
+        "epochs": 2,
+        "batch_size": 4,  # 9 objects: 2 steps per epoch
+        "device": "cpu",
+        "precision": "fp32",
+        "log_every_s": 0.0,
+        "deterministic": True,
+    }
+    settings.update(train_kw)
+    return Config(
+        data=DataConfig(root=str(root), resolution=16, num_workers=0),
+        model=ModelConfig(method=method, arch="convnet", small_stem=False, width=8, equi=16, mlp="32-32-32"),
+        train=TrainConfig(**settings),
+    )
+
+
+def records(run: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def all_finite(state: dict[str, Any]) -> bool:
+    tensors = list(state["model"].values()) + [
+        v for s in state["optimizer"]["state"].values() for v in s.values()
+    ]
+    return all(bool(torch.isfinite(t).all()) for t in tensors if t.is_floating_point())
+
+
+# ---- item 1: no checkpoint with non-finite weights or optimiser state --------------------------------
+
+
+def _poison_after(monkeypatch: pytest.MonkeyPatch, at_step: int, where: str) -> None:
+    """After the optimiser step of step ``at_step`` (0-based), write inf into one tensor of ``where``."""
+    real_build, real_optimizer = sie.methods.build_method, sie.train.build.build_optimizer
+    optimizers: list[torch.optim.Optimizer] = []
+
+    def build_optimizer(*args: Any, **kwargs: Any) -> torch.optim.Optimizer:
+        optimizers.append(real_optimizer(*args, **kwargs))
+        return optimizers[-1]
+
+    def poisoned_build(cfg: Config, transform_dim: int) -> torch.nn.Module:
+        method = real_build(cfg, transform_dim)
+        hook = method.on_step_end
+
+        def on_step_end(progress: Any) -> None:
+            hook(progress)
+            if progress.step != at_step:
+                return
+            with torch.no_grad():
+                if where == "optimizer":  # Adam's second moment overflows; the weights stay finite
+                    state = next(s for s in optimizers[-1].state.values() if "exp_avg_sq" in s)
+                    state["exp_avg_sq"].view(-1)[0] = float("inf")
+                else:
+                    frozen = where == "ema target"  # requires_grad=False, in the state dict
+                    param = next(p for p in method.parameters() if p.requires_grad != frozen)
+                    param.view(-1)[0] = float("inf")
+
+        method.on_step_end = on_step_end  # type: ignore[method-assign]
+        return method
+
+    monkeypatch.setattr(sie.methods, "build_method", poisoned_build)
+    monkeypatch.setattr(sie.train.build, "build_optimizer", build_optimizer)
+
+
+@pytest.mark.parametrize(
+    ("method", "where"), [("vicreg", "parameter"), ("byol", "ema target"), ("vicreg", "optimizer")]
+)
+def test_non_finite_weights_after_a_finite_loss_are_never_checkpointed(
+    method: str, where: str, tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue 14 item 1: the bad step is the last batch of an epoch; the epoch-end checkpoint used to
+    # overwrite the good one with inf and report "the last good checkpoint (step 1) is kept".
+    cfg = small_config(tiny_dataset, method)
+    run = tmp_path / "run"
+    train(cfg, run, max_steps=1)
+    good = (run / "checkpoint.pt").read_bytes()
+    _poison_after(monkeypatch, at_step=1, where=where)
+    with pytest.raises(NonFiniteState) as err:
+        train(cfg, run, resume=True)
+    message = str(err.value)
+    assert message.startswith("non-finite weights or optimiser state after step 2 (epoch 1): ")
+    assert f"not saved, the last good checkpoint (step 1) is kept in {run / 'checkpoint.pt'}" in message
+    assert ("optimizer." if where == "optimizer" else "model.") in message
+    assert isinstance(err.value, NonFiniteLoss) and err.value.exit_code == 1
+    assert (run / "checkpoint.pt").read_bytes() == good  # the step-1 checkpoint, byte for byte
+    state = load_checkpoint(run / "checkpoint.pt")
+    assert state["step"] == 1 and all_finite(state)
+    assert json.loads((run / "run.json").read_text())["status"].startswith("failed: NonFiniteState")
+
+
+def test_a_poisoned_checkpoint_from_an_older_version_is_not_resumed(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
+    cfg = small_config(tiny_dataset)
+    run = train(cfg, tmp_path / "run", max_steps=1)
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    next(iter(state["model"].values())).view(-1)[0] = float("nan")
+    state.pop("checksum", None)  # as written before checkpoints carried one
+    torch.save(state, run / "checkpoint.pt")
+    with pytest.raises(
+        UsageError, match=r"checkpoint\.pt holds non-finite values \(model\..*cannot be resumed"
+    ):
+        train(cfg, run, resume=True)
