@@ -52,7 +52,9 @@ class RunResults:
 
     @property
     def label(self) -> str:
-        return f"{self.results.get('method', '?')} ({self.name})"
+        """``method (run name)``, or just the method when the run directory is named after it."""
+        method = str(self.results.get("method", "?"))
+        return method if self.name == method else f"{method} ({self.name})"
 
     def summary(self, column: EntryKey) -> dict[str, Any] | None:
         return self.entry(column.metric, column.task, column.part, column.split)
