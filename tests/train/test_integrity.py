@@ -126,3 +126,41 @@ def test_a_poisoned_checkpoint_from_an_older_version_is_not_resumed(
         UsageError, match=r"checkpoint\.pt holds non-finite values \(model\..*cannot be resumed"
     ):
         train(cfg, run, resume=True)
+
+
+# ---- item 5: metrics.jsonl holds each step once ---------------------------------------------------------
+
+
+def _die_before_step(monkeypatch: pytest.MonkeyPatch, step: int) -> None:
+    """Kill the run (no checkpoint, as kill -9) when it is about to run optimiser step ``step`` + 1."""
+    import sie.train.loop as loop
+
+    real_step = loop._step
+
+    def dying_step(run: Any, *args: Any) -> Any:
+        if run.step == step:
+            raise SystemExit("killed")
+        return real_step(run, *args)
+
+    monkeypatch.setattr(loop, "_step", dying_step)
+
+
+def test_a_fresh_start_truncates_and_a_resume_drops_records_past_the_checkpoint(
+    tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = small_config(tiny_dataset, batch_size=2, checkpoint_every_min=1e9)  # 4 steps per epoch
+    run = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        _die_before_step(patch, 3)
+        with pytest.raises(SystemExit):
+            train(cfg, run)
+    assert [r["step"] for r in records(run)] == [1, 2, 3] and not (run / "checkpoint.pt").exists()
+    # The same command again: a fresh run. Before: steps 1, 2, 3 were appended after the old 1, 2, 3.
+    with monkeypatch.context() as patch:
+        _die_before_step(patch, 6)  # after the epoch-end checkpoint at step 4
+        with pytest.raises(SystemExit):
+            train(cfg, run)
+    assert [r["step"] for r in records(run)] == [1, 2, 3, 4, 5, 6]
+    assert load_checkpoint(run / "checkpoint.pt")["step"] == 4
+    train(cfg, run, resume=True)
+    assert [r["step"] for r in records(run)] == list(range(1, 9))

@@ -18,7 +18,7 @@ from sie.log import get_logger
 from sie.seeding import seed_everything
 from sie.train.faults import nonfinite_entries
 from sie.train.launch import DistContext, per_device_batch_size, wrap
-from sie.train.metrics import MetricsLog, truncate_metrics
+from sie.train.metrics import METRICS_FILENAME, MetricsLog, reset_metrics, truncate_metrics
 from sie.train.online import OnlineEvaluator, rotation_target_dim
 from sie.train.optim import build_optimizer
 from sie.train.run import TrainingRun, write_run_info
@@ -186,8 +186,10 @@ def build_run(
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
         save_config(cfg, out)
-        if state is not None:
-            truncate_metrics(out / "metrics.jsonl", run.step)
+        if state is not None:  # records written after the checkpoint (by a run that died) are dropped
+            truncate_metrics(out / METRICS_FILENAME, run.step)
+        else:  # a fresh start: records of an earlier attempt that died before its first checkpoint go
+            reset_metrics(out / METRICS_FILENAME)
     run.metrics = MetricsLog(out, enabled=ctx.is_main, tensorboard=cfg.train.tensorboard)
     write_run_info(run, status="running")
     log.info(

@@ -30,7 +30,14 @@ from torch import Tensor
 from sie.checkpoint import atomic_write
 from sie.errors import ConfigError
 
-__all__ = ["MetricsLog", "WindowMeter", "peak_memory_mb", "truncate_metrics"]
+__all__ = [
+    "METRICS_FILENAME",
+    "MetricsLog",
+    "WindowMeter",
+    "peak_memory_mb",
+    "reset_metrics",
+    "truncate_metrics",
+]
 
 METRICS_FILENAME = "metrics.jsonl"
 
@@ -76,6 +83,12 @@ class MetricsLog:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+
+
+def reset_metrics(path: Path) -> None:
+    """Empty ``path`` (a fresh start: no record of an earlier attempt may precede the new ones)."""
+    if path.exists():
+        path.write_text("")
 
 
 def truncate_metrics(path: Path, max_step: int) -> int:
