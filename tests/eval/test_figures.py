@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -139,3 +140,18 @@ def test_error_along_orbits_draws_the_reference_errors_in_every_panel() -> None:
     assert all(
         reference_lines(ax) == [] for ax in figures.error_along_orbits({"x": (angles, angles[:, 0])}).axes
     )
+
+
+def test_objects_and_classes_are_named_as_people_read_them(tmp_path: Path) -> None:
+    from sie.eval.figure_data import class_display_names, object_display_name
+
+    # A dataset rendered by `sie render` names its classes in dataset.json ...
+    (tmp_path / "dataset.json").write_text(json.dumps({"classes": [{"synset": "00000001", "name": "cone"}]}))
+    names = class_display_names(tmp_path, ["00000001", "02691156", "99999999"])
+    # ... the real 3DIEBench does not: its ShapeNet synsets get their names; unknown ids stay ids.
+    assert names == {"00000001": "cone", "02691156": "airplane", "99999999": "99999999"}
+    assert object_display_name("/02691156/000000042/", names) == "airplane #42"
+    assert object_display_name("02691156/dc8d4ab12e5c8e1a", names) == "airplane dc8d4ab1"
+    assert object_display_name("loose", {}) == "loose"
+    (tmp_path / "dataset.json").write_text("{not json")
+    assert class_display_names(tmp_path, ["02691156"]) == {"02691156": "airplane"}

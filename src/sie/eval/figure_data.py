@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -93,15 +94,42 @@ def _one_object_per_class(labels: Tensor, count: int) -> list[int]:
     return chosen
 
 
+def class_display_names(root: str | Path, synsets: Sequence[str]) -> dict[str, str]:
+    """``{synset: name people read}``: the ``dataset.json`` of ``sie render`` when the dataset has one,
+    else the 3DIEBench (ShapeNet) class names the procedural catalog knows, else the synset itself."""
+    names: dict[str, str] = {}
+    manifest = Path(root) / "dataset.json"
+    if manifest.is_file():
+        try:
+            for entry in json.loads(manifest.read_text()).get("classes", []):
+                names[str(entry["synset"])] = str(entry.get("name") or entry["synset"])
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            names = {}  # an unreadable manifest only costs the readable names
+    missing = [s for s in synsets if s not in names]
+    if missing:
+        from sie.render.procedural.catalog import CLASSES
+
+        known = {c.synset: c.name for c in CLASSES}
+        names.update({s: known.get(s, s) for s in missing})
+    return names
+
+
+def object_display_name(object_id: str, class_names: dict[str, str]) -> str:
+    """``'02691156/000000042'`` -> ``'airplane #42'``: the class's name and the object's short id."""
+    parts = object_id.strip("/").split("/")
+    synset, obj = (parts[0], parts[-1]) if len(parts) > 1 else ("", parts[-1])
+    short = f"#{int(obj)}" if obj.isdigit() else obj[:8]
+    return f"{class_names.get(synset, synset)} {short}".strip()
+
+
 def preview_arrays(source: ViewSource, objects: int = 4, views: int = 8) -> dict[str, np.ndarray]:
-    """A few objects of distinct classes and their first views."""
+    """A few objects of distinct classes and their first views, labelled with class names."""
     labels = torch.as_tensor(np.asarray(source.labels))
     chosen = _one_object_per_class(labels, objects)
     v = min(views, source.views_per_object)
     rows = [_thumbnails(source.read_views(o, list(range(v)))) for o in chosen]
-    names = [
-        f"{source.class_names[int(labels[o])]}\n{source.object_ids[o].split('/')[-1][:8]}" for o in chosen
-    ]
+    readable = class_display_names(source.root, source.class_names)
+    names = [object_display_name(source.object_ids[o], readable).replace(" #", "\n#", 1) for o in chosen]
     return {"preview/images": np.stack(rows), "preview/labels": np.array(names, dtype=str)}
 
 
@@ -246,8 +274,11 @@ def steering_from_features(
     orbit: bool,
     device: torch.device,
     sweeps: int = 3,
+    class_names: dict[str, str] | None = None,
 ) -> dict[str, np.ndarray]:
     """Latent-steering arrays for the first ``sweeps`` objects of a split (embeddings (N, V, E), latents (N, V, L)).
+
+    Panel titles name each object by :func:`object_display_name` (``class_names``: synset -> name).
 
     ``orbit=True``: a rendered orbit split (``sie render`` with an orbit factor), where one latent
     sweeps an even grid and the others are fixed: the views are ordered by the swept latent. Otherwise
@@ -266,13 +297,13 @@ def steering_from_features(
                 values = torch.rad2deg(values)
             name = _LATENT_NAMES[column] if column < len(_LATENT_NAMES) else f"latent {column}"
             label = name + (" (degrees)" if column in _ANGLE_COLUMNS else "")
-            title = f"rendered orbit of {object_ids[i]}"
+            title = f"rendered orbit of {object_display_name(object_ids[i], class_names or {})}"
         else:
             q = euler_xyz_to_quaternion(lat[:, 0:3])
             angle = torch.rad2deg(geodesic_angle_quaternion(q[:1], q))
             order = torch.argsort(angle)
             values, label = angle[order], "rotation from view 0 (degrees)"
-            title = f"val object {object_ids[i]}: its views by rotation angle"
+            title = f"val object {object_display_name(object_ids[i], class_names or {})}: its views by rotation angle"
         pairs = torch.stack((lat[order[:1]].expand(len(order), -1), lat[order]), dim=1)
         g = transform(pairs)[:, 0].float().to(device)
         z0 = embeddings[i, order[:1]].expand(len(order), -1).float().to(device)
