@@ -7,6 +7,7 @@ convnet, so that a checkpoint is a few hundred kB and a step a few milliseconds.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -164,3 +165,37 @@ def test_a_fresh_start_truncates_and_a_resume_drops_records_past_the_checkpoint(
     assert load_checkpoint(run / "checkpoint.pt")["step"] == 4
     train(cfg, run, resume=True)
     assert [r["step"] for r in records(run)] == list(range(1, 9))
+
+
+# ---- item 6: a resume never changes the plan of steps --------------------------------------------------
+
+
+def test_resume_refuses_a_change_of_batch_size_or_of_steps_per_epoch(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
+    # Before: batch 4 -> 2 under --allow-config-change showed "step 13/12", ran past the planned total
+    # and skipped objects never seen (the position in the epoch counted batches of the old size).
+    cfg = small_config(tiny_dataset)  # 9 objects, batch 4: 2 steps per epoch
+    run = train(cfg, tmp_path / "run", max_steps=1)
+    saved = (run / "checkpoint.pt").read_bytes()
+    smaller = replace(cfg, train=replace(cfg.train, batch_size=2))
+    with pytest.raises(UsageError) as err:
+        train(smaller, run, resume=True, allow_config_change=True)
+    assert str(err.value) == (
+        f"--resume {run}: train.batch_size cannot change on resume (4 -> 2): the checkpoint's step 1, its "
+        "position in epoch 0 and the learning-rate schedule count batches of 4; resume with --batch-size 4, "
+        "or start a new run (another --out)"
+    )
+    assert err.value.exit_code == 2
+    keep_last = replace(cfg, train=replace(cfg.train, drop_last=False))  # 3 steps per epoch
+    with pytest.raises(
+        UsageError, match=r"the run has 2 steps per epoch, this configuration gives 3 \(9 objects"
+    ):
+        train(keep_last, run, resume=True, allow_config_change=True)
+    assert (run / "checkpoint.pt").read_bytes() == saved
+    assert [r["step"] for r in records(run)] == [1]
+    # A change that keeps the plan (here the number of epochs) is accepted and ends on plan.
+    longer = replace(cfg, train=replace(cfg.train, epochs=3))
+    train(longer, run, resume=True, allow_config_change=True)
+    assert [r["step"] for r in records(run)] == list(range(1, 7))
+    assert json.loads((run / "run.json").read_text())["step"] == 6

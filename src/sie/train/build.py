@@ -45,6 +45,14 @@ def build_run(
         state = load_checkpoint(checkpoint_path)
         saved_cfg = config_from_dict(state["config"], source=str(checkpoint_path))
         changes = resume_config_changes(saved_cfg, cfg, allow_change=allow_config_change, run_dir=str(out))
+        if saved_cfg.train.batch_size != cfg.train.batch_size:
+            # The step, the position in the epoch and the lr schedule all count batches of the old size.
+            raise UsageError(
+                f"--resume {out}: train.batch_size cannot change on resume ({saved_cfg.train.batch_size} -> "
+                f"{cfg.train.batch_size}): the checkpoint's step {state['step']}, its position in epoch "
+                f"{state['epoch']} and the learning-rate schedule count batches of {saved_cfg.train.batch_size}; "
+                f"resume with --batch-size {saved_cfg.train.batch_size}, or start a new run (another --out)"
+            )
         saved_backbone = (saved_cfg.model.arch, saved_cfg.model.width, saved_cfg.model.small_stem)
         wanted_backbone = (cfg.model.arch, cfg.model.width, cfg.model.small_stem)
         if saved_backbone != wanted_backbone:
@@ -120,6 +128,17 @@ def build_run(
             f"{cfg.data.root}: {source.num_objects} training objects make no full batch of "
             f"{per_device} per process (train.batch_size={cfg.train.batch_size}, {ctx.world_size} process(es)); "
             "lower --batch-size"
+        )
+    saved_steps_per_epoch = None
+    if state is not None:
+        saved_steps_per_epoch = state.get("steps_per_epoch", previous_info.get("steps_per_epoch"))
+    if saved_steps_per_epoch is not None and saved_steps_per_epoch != steps_per_epoch:
+        raise UsageError(
+            f"--resume {out}: the run has {saved_steps_per_epoch} steps per epoch, this configuration gives "
+            f"{steps_per_epoch} ({source.num_objects} objects, global batch {cfg.train.batch_size}, "
+            f"train.drop_last={cfg.train.drop_last}, {ctx.world_size} process(es)); its step, position in the "
+            "epoch and learning-rate schedule would no longer match: resume with the run's own settings, or "
+            "start a new run (another --out)"
         )
 
     # Model: method + online probes, restored before wrapping so DDP broadcasts the restored weights.
