@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -86,3 +87,41 @@ def test_console_script_runs(tmp_path: Path) -> None:
     assert done.returncode == 0 and f"sie {__version__}" in done.stdout
     bad = subprocess.run([exe, "config", "show", "--set", "x=1"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "unknown key 'x'" in bad.stderr
+
+
+def test_argparse_takes_no_abbreviations_and_each_command_reports_its_own_flags(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--epoch", "2", "--out", "run"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert err.splitlines()[0].startswith("usage: sie train")  # the subcommand's usage, not sie's
+    assert "sie train: error: unrecognized arguments: --epoch 2" in err
+
+
+def test_help_reads_like_the_pipeline_and_shows_only_meaningful_defaults(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines() if re.match(r"    \w", line)]
+    assert listed[:7] == ["render", "data", "pack", "train", "eval", "report", "demo"]
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = capsys.readouterr().out
+    assert "(default: None)" not in text and "(default: False)" not in text and "(default: [])" not in text
+    assert "(default: paper)" in text
+    with pytest.raises(SystemExit):
+        main(["render", "--help"])
+    assert "(default: small)" in capsys.readouterr().out  # the full benchmark only when named
+
+
+def test_durations_read_in_hours_and_minutes() -> None:
+    from sie.log import format_duration
+
+    assert format_duration(45) == "45 s"
+    assert format_duration(200) == "3 min 20 s"
+    assert format_duration(70950) == "19 h 42 min"
+    assert format_duration(3 * 86400 + 4 * 3600 + 5) == "3 d 4 h"
+    assert format_duration(float("nan")) == "unknown"

@@ -21,8 +21,24 @@ from sie.errors import SieError
 _SubParsers = Any  # argparse's _SubParsersAction is private
 
 
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Shows defaults and keeps the descriptions' line breaks."""
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the descriptions' line breaks and shows a default only where it says something: not for
+    required flags, switches, unset (None) or empty values, nor where the help text names it already."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        silent = (
+            action.required
+            or default is None
+            or default is False
+            or default == []
+            or default is argparse.SUPPRESS
+            or isinstance(action, (argparse._HelpAction, argparse._VersionAction))
+            or "default" in text
+            or not action.option_strings
+        )
+        return text if silent else f"{text} (default: {default})"
 
 
 def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -493,7 +509,8 @@ def _register_render(sub: _SubParsers) -> None:
             "view of every object into OUT in the exact 3DIEBench layout, with split files, dataset.json and\n"
             "preview.png. Images and latents depend only on the seed, not on --workers or --shard; re-running the\n"
             "same command resumes (finished objects are kept). Presets: tiny (5 classes x 6 objects x 6 views,\n"
-            "32 px), mini (10 x 40 x 20, 32 px, zoomed camera: the cpu preset's), small (10 x 20 x 10, 64 px), full (55 classes with 3DIEBench's class sizes, 50 views, 256 px)."
+            "32 px), mini (10 x 100 x 20, 32 px, zoomed camera: the cpu preset's), small (the default: 10 x 20 x 10,\n"
+            "64 px), full (55 classes with 3DIEBench's class sizes, 50 views, 256 px: --preset full)."
         ),
         formatter_class=_HelpFormatter,
     )
@@ -501,7 +518,10 @@ def _register_render(sub: _SubParsers) -> None:
         "out", metavar="OUT", help="dataset directory (created; must be empty or this same dataset)"
     )
     p.add_argument(
-        "--preset", default="full", choices=("tiny", "mini", "small", "full"), help="render size preset"
+        "--preset",
+        default="small",
+        choices=("tiny", "mini", "small", "full"),
+        help="render size preset; the full benchmark (2.6M images, hours to days) only when named",
     )
     p.add_argument("--config", metavar="FILE.yaml", default=None, help="YAML file laid over the preset")
     p.add_argument(
@@ -616,18 +636,29 @@ def _register_demo(sub: _SubParsers) -> None:
     p.set_defaults(func=_cmd_demo)
 
 
+# In pipeline order, as `sie --help` lists them; then the helpers.
 _COMMANDS: list[Callable[[_SubParsers], None]] = [
-    _register_demo,
-    _register_config,
-    _register_methods,
+    _register_render,
     _register_data,
     _register_pack,
-    _register_version,
+    _register_train,
     _register_eval,
     _register_report,
-    _register_train,
-    _register_render,
+    _register_demo,
+    _register_methods,
+    _register_config,
+    _register_version,
 ]
+
+
+def _leaf_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """Every parser below ``parser`` (itself included)."""
+    found = [parser]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):
+                found.extend(_leaf_parsers(child))
+    return found
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -644,6 +675,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for register in _COMMANDS:
         register(sub)
+    for each in _leaf_parsers(parser):
+        each.allow_abbrev = False  # `--epoch 2` is an error, not a silent `--epochs 2`
+        each.set_defaults(_parser=each)
     return parser
 
 
@@ -652,7 +686,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from sie.log import setup_logging
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # reported by the subcommand that got them, with its own usage line
+        args._parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     setup_logging()
     try:
         return int(args.func(args) or 0)

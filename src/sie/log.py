@@ -10,7 +10,7 @@ import logging
 import os
 import sys
 
-__all__ = ["get_logger", "get_rank", "is_main_process", "setup_logging"]
+__all__ = ["format_duration", "get_logger", "get_rank", "is_main_process", "setup_logging"]
 
 _ROOT = "sie"
 
@@ -69,3 +69,20 @@ def get_logger(name: str) -> logging.Logger:
     if not name.startswith(_ROOT):
         name = f"{_ROOT}.{name}"
     return logging.getLogger(name)
+
+
+def format_duration(seconds: float) -> str:
+    """A duration people read: ``'45 s'``, ``'3 min 20 s'``, ``'2 h 05 min'``, ``'3 d 4 h'``."""
+    if seconds != seconds or seconds == float("inf"):
+        return "unknown"
+    total = max(0, round(seconds))
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    if minutes:
+        return f"{minutes} min {secs:02d} s"
+    return f"{secs} s"

@@ -29,7 +29,7 @@ import numpy as np
 from sie import __version__
 from sie.config import RenderConfig, config_from_dict, config_to_dict
 from sie.errors import UsageError
-from sie.log import get_logger
+from sie.log import format_duration, get_logger
 from sie.render.backends import Renderer, create_renderer, resolve_backend_name
 from sie.render.latents import FACTORS, latent_size, orbit_latents, sample_latents
 from sie.render.manifest import (
@@ -430,11 +430,11 @@ def render_dataset(
                 rate = images / max(now - started, 1e-9)
                 left = (len(todo) - rendered - skipped) * cfg.views / max(rate, 1e-9)
                 _log.info(
-                    "%d/%d objects, %.1f images/s, about %.0f s left",
+                    "%d/%d objects, %.1f images/s, about %s left",
                     rendered + skipped,
                     len(todo),
                     rate,
-                    left,
+                    format_duration(left),
                 )
     finally:
         bar.close()
