@@ -167,3 +167,42 @@ def test_load_backbone_rebuilds_a_narrow_backbone_and_names_both_archs_on_mismat
     )
     with pytest.raises(UsageError, match=r"arch resnet18.*does not match"):
         ckpt.load_backbone(tmp_path / "lying.safetensors")
+
+
+def _flip_a_bit_of(path: Path, tensor: torch.Tensor) -> None:
+    """Flip one exponent bit of ``tensor``'s first element where its bytes lie in the file."""
+    data = bytearray(path.read_bytes())
+    at = data.find(tensor.reshape(-1)[:4].numpy().tobytes())
+    assert at > 0
+    data[at + 3] ^= 0x40
+    path.write_bytes(bytes(data))
+
+
+def test_a_flipped_bit_in_the_weights_is_caught_on_load(tmp_path: Path) -> None:
+    # Issue 14 item 7: torch.load checks nothing; before, the weight loaded as ~1e37 without a word.
+    state = _realistic_state()
+    path = ckpt.save_checkpoint(tmp_path / "checkpoint.pt", state)
+    raw = torch.load(path, weights_only=True)
+    assert raw[ckpt.CHECKSUM_KEY] == ckpt.state_checksum(state) and raw[ckpt.CHECKSUM_KEY].startswith(
+        "sha256:"
+    )
+    assert ckpt.CHECKSUM_KEY not in ckpt.load_checkpoint(path)  # verified, then dropped
+    _flip_a_bit_of(path, state["model"]["head.weight"])  # type: ignore[index]
+    flipped = torch.load(path, weights_only=True)["model"]["head.weight"]
+    assert not torch.equal(flipped, state["model"]["head.weight"])  # type: ignore[index]
+    with pytest.raises(UsageError) as err:
+        ckpt.load_checkpoint(path)
+    assert str(err.value).startswith(
+        f"{path} is corrupt: its tensors do not match the checksum written with them (stored sha256:"
+    )
+    assert err.value.exit_code == 2
+
+
+def test_a_checkpoint_without_a_checksum_still_loads_quietly(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, recwarn: pytest.WarningsRecorder
+) -> None:
+    state = _realistic_state()
+    torch.save(state, tmp_path / "old.pt")  # as written before checkpoints carried a checksum
+    loaded = ckpt.load_checkpoint(tmp_path / "old.pt")
+    assert loaded["step"] == 7 and ckpt.CHECKSUM_KEY not in loaded
+    assert not caplog.records and not recwarn.list

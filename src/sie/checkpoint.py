@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BACKBONE_FILENAME",
     "CHECKPOINT_FILENAME",
+    "CHECKSUM_KEY",
     "RUN_INFO_FILENAME",
     "atomic_write",
     "checkpoint_hash",
@@ -52,6 +53,7 @@ __all__ = [
     "load_state_strict",
     "read_backbone_metadata",
     "save_checkpoint",
+    "state_checksum",
 ]
 
 CHECKPOINT_FILENAME = "checkpoint.pt"
@@ -104,22 +106,97 @@ def atomic_write(path: str | Path) -> Iterator[io.BufferedWriter]:
     _fsync_directory(path.parent)
 
 
+CHECKSUM_KEY = "checksum"
+"""Entry of a checkpoint holding ``"sha256:HEX"``, the :func:`state_checksum` of everything else in it."""
+
+
+def _feed(digest: Any, value: Any) -> None:
+    """Feed a canonical encoding of ``value`` (nested dicts/lists of tensors and primitives) to ``digest``."""
+    if isinstance(value, Tensor):
+        tensor = value.detach().to("cpu").contiguous().reshape(-1)
+        digest.update(f"T{tensor.dtype}{tuple(value.shape)}:".encode())
+        if tensor.numel():
+            digest.update(tensor.view(torch.uint8).numpy().data)
+    elif isinstance(value, Mapping):
+        digest.update(b"{%d:" % len(value))
+        for key, item in value.items():
+            _feed(digest, key)
+            _feed(digest, item)
+        digest.update(b"}")
+    elif isinstance(value, (list, tuple)):
+        digest.update(b"[%d:" % len(value))
+        for item in value:
+            _feed(digest, item)
+        digest.update(b"]")
+    else:
+        digest.update(f"{type(value).__name__}:{value!r};".encode())
+
+
+def state_checksum(state: Mapping[str, Any]) -> str:
+    """``"sha256:HEX"`` of every tensor (dtype, shape, bytes) and value in ``state``, in its key order.
+
+    Stored in the checkpoint by :func:`save_checkpoint` and verified by :func:`load_checkpoint`, so
+    flipped bits in the weights are caught even where the archive format itself checks nothing.
+    """
+    digest = hashlib.sha256()
+    _feed(digest, {k: v for k, v in state.items() if k != CHECKSUM_KEY})
+    return f"sha256:{digest.hexdigest()}"
+
+
+class _RecordingWriter:
+    """A file-like ``write`` for ``torch.save`` that keeps the exception the real write raised.
+
+    ``torch.save`` turns an exception inside a write (``ENOSPC``, a KeyboardInterrupt) into a
+    ``RuntimeError`` such as "unexpected pos"; this keeps the original to report or re-raise.
+    """
+
+    def __init__(self, handle: io.BufferedWriter) -> None:
+        self.handle = handle
+        self.error: BaseException | None = None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self.handle.write(data)
+        except BaseException as exc:
+            self.error = exc
+            raise
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+
 def save_checkpoint(path: str | Path, state: Mapping[str, Any]) -> Path:
     """Atomically write ``state`` (tensors and primitive types only) with ``torch.save``.
 
+    The state gets a :data:`CHECKSUM_KEY` entry (:func:`state_checksum`) that loading verifies.
+
     Raises:
         WorkFailed: the file could not be written (e.g. ``ENOSPC``); the previous file is intact.
+        KeyboardInterrupt: interrupted while writing; the previous file is intact.
     """
     path = Path(path)
+    payload = dict(state)
+    payload[CHECKSUM_KEY] = state_checksum(payload)
     try:
         with atomic_write(path) as handle:
-            torch.save(dict(state), handle)
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
+            writer = _RecordingWriter(handle)
+            try:
+                torch.save(payload, writer)  # type: ignore[arg-type]
+            except RuntimeError:
+                if writer.error is not None:  # the write's own error, not torch's rewording of it
+                    raise writer.error from None
+                raise
+    except (OSError, RuntimeError) as exc:  # RuntimeError: torch's own writer failed
+        reason = (exc.strerror if isinstance(exc, OSError) else None) or _first_line(exc)
         raise WorkFailed(
             f"could not write checkpoint {path}: {reason}; the previous checkpoint (if any) is intact"
         ) from exc
     return path
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -138,6 +215,14 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise UsageError(f"{path} is not a readable sie checkpoint: {first_line}") from None
     if not isinstance(state, dict):
         raise UsageError(f"{path} is not an sie checkpoint (expected a dict, got {type(state).__name__})")
+    stored = state.pop(CHECKSUM_KEY, None)  # absent from checkpoints written before it existed
+    if stored is not None:
+        computed = state_checksum(state)
+        if stored != computed:
+            raise UsageError(
+                f"{path} is corrupt: its tensors do not match the checksum written with them (stored "
+                f"{str(stored)[:23]}..., computed {computed[:23]}...); restore it from a copy"
+            )
     return state
 
 

@@ -199,3 +199,26 @@ def test_resume_refuses_a_change_of_batch_size_or_of_steps_per_epoch(
     train(longer, run, resume=True, allow_config_change=True)
     assert [r["step"] for r in records(run)] == list(range(1, 7))
     assert json.loads((run / "run.json").read_text())["step"] == 6
+
+
+# ---- item 7: a corrupt checkpoint is refused, not trained on or evaluated --------------------------------
+
+
+def test_a_bit_flipped_training_checkpoint_is_refused_by_resume_and_by_load_method(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
+    from sie.checkpoint import load_method
+
+    cfg = small_config(tiny_dataset)
+    run = train(cfg, tmp_path / "run", max_steps=1)
+    model = load_checkpoint(run / "checkpoint.pt")["model"]
+    weight = next(v for k, v in model.items() if k.startswith("backbone.") and v.numel() > 100)
+    data = bytearray((run / "checkpoint.pt").read_bytes())
+    at = data.find(weight.reshape(-1)[:4].numpy().tobytes())
+    data[at + 3] ^= 0x40  # one exponent bit: the weight becomes ~1e37
+    (run / "checkpoint.pt").write_bytes(bytes(data))
+    corrupt = rf"{run / 'checkpoint.pt'} is corrupt: its tensors do not match the checksum"
+    with pytest.raises(UsageError, match=corrupt):
+        train(cfg, run, resume=True)
+    with pytest.raises(UsageError, match=corrupt):  # what `sie eval RUN` loads the method with
+        load_method(run)
