@@ -239,3 +239,11 @@ def test_a_sequence_longer_than_the_views_per_object_is_refused(tiny_dataset: Pa
     ):
         train(cfg, tmp_path / "run", max_steps=1)
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_an_unknown_method_is_named_before_the_data_is_read(tmp_path: Path) -> None:
+    cfg = tiny_config(tmp_path / "no-such-dataset", "vicrge")
+    with pytest.raises(
+        ConfigError, match=r"model\.method='vicrge' is not a registered method \(did you mean 'vicreg'\?\)"
+    ):
+        train(cfg, tmp_path / "run", max_steps=1)

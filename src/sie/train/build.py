@@ -35,6 +35,7 @@ def build_run(
     from sie.data import make_train_loader, open_split, transform_dim
     from sie.methods import METHODS, ParamGroup, build_method, views_per_sample
 
+    views_per_sample(cfg)  # an unknown method or impossible view count is named before any data is read
     checkpoint_path = out / CHECKPOINT_FILENAME
     state: dict[str, Any] | None = None
     changes: list[tuple[str, Any, Any]] = []
