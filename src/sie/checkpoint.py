@@ -21,12 +21,13 @@ training and evaluation both use) stays importable on its own and cheap to impor
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import io
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +53,7 @@ __all__ = [
     "load_method",
     "load_state_strict",
     "read_backbone_metadata",
+    "remove_stale_temporaries",
     "save_checkpoint",
     "state_checksum",
 ]
@@ -104,6 +106,24 @@ def atomic_write(path: str | Path) -> Iterator[io.BufferedWriter]:
             tmp.unlink()
         raise
     _fsync_directory(path.parent)
+
+
+def remove_stale_temporaries(directory: str | Path, names: Iterable[str]) -> list[Path]:
+    """Remove the temporary files that :func:`atomic_write` of ``DIR/NAME`` leaves when killed mid-write.
+
+    They are ``DIR/.NAME.*.tmp`` (and ``DIR/NAME.tmp``, the config's); a process killed with SIGKILL
+    while writing a checkpoint leaves one as large as the checkpoint. Call it only where no other
+    process writes these files (a training run starting or resuming). Returns what was removed.
+    """
+    directory = Path(directory)
+    removed: list[Path] = []
+    for name in names:
+        for tmp in [*directory.glob(f".{glob.escape(name)}.*.tmp"), directory / f"{name}.tmp"]:
+            if tmp.is_file():
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
+                    removed.append(tmp)
+    return removed
 
 
 CHECKSUM_KEY = "checksum"

@@ -222,3 +222,27 @@ def test_a_bit_flipped_training_checkpoint_is_refused_by_resume_and_by_load_meth
         train(cfg, run, resume=True)
     with pytest.raises(UsageError, match=corrupt):  # what `sie eval RUN` loads the method with
         load_method(run)
+
+
+# ---- item 11: temporary files of writes killed midway are removed ---------------------------------------
+
+
+@pytest.mark.parametrize("resume", [False, True])
+def test_temporary_files_left_by_a_killed_write_are_removed_at_start_and_resume(
+    resume: bool, tiny_dataset: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Before: every kill -9 during a checkpoint write left a .checkpoint.pt.*.tmp behind, forever.
+    cfg = small_config(tiny_dataset)
+    run = tmp_path / "run"
+    if resume:
+        train(cfg, run, max_steps=1)
+    run.mkdir(exist_ok=True)
+    stale = [run / ".checkpoint.pt.k9x1_abc.tmp", run / ".checkpoint.pt.0q2w3e.tmp", run / ".run.json.zz.tmp"]
+    for path in stale:
+        path.write_bytes(b"half a checkpoint")
+    unrelated = run / "notes.tmp"
+    unrelated.write_text("mine")
+    train(cfg, run, resume=resume, max_steps=2)
+    assert not [p for p in stale if p.exists()] and unrelated.read_text() == "mine"
+    assert not list(run.glob(".*.tmp"))
+    assert "removed 3 temporary file(s) left in" in caplog.text

@@ -10,8 +10,15 @@ import torch
 from torch import nn
 
 from sie import __version__
-from sie.checkpoint import CHECKPOINT_FILENAME, RUN_INFO_FILENAME, load_checkpoint, load_state_strict
-from sie.config import Config, config_from_dict, save_config
+from sie.checkpoint import (
+    BACKBONE_FILENAME,
+    CHECKPOINT_FILENAME,
+    RUN_INFO_FILENAME,
+    load_checkpoint,
+    load_state_strict,
+    remove_stale_temporaries,
+)
+from sie.config import CONFIG_FILENAME, Config, config_from_dict, save_config
 from sie.device import resolve_precision
 from sie.errors import UsageError
 from sie.log import get_logger
@@ -205,6 +212,17 @@ def build_run(
             log.warning("resuming with config changes: %s", format_config_changes(changes))
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
+        stale = remove_stale_temporaries(
+            out,
+            [CHECKPOINT_FILENAME, BACKBONE_FILENAME, RUN_INFO_FILENAME, METRICS_FILENAME, CONFIG_FILENAME],
+        )
+        if stale:
+            log.warning(
+                "removed %d temporary file(s) left in %s by an interrupted write: %s",
+                len(stale),
+                out,
+                ", ".join(p.name for p in stale),
+            )
         save_config(cfg, out)
         if state is not None:  # records written after the checkpoint (by a run that died) are dropped
             truncate_metrics(out / METRICS_FILENAME, run.step)
