@@ -246,3 +246,53 @@ def test_temporary_files_left_by_a_killed_write_are_removed_at_start_and_resume(
     assert not [p for p in stale if p.exists()] and unrelated.read_text() == "mine"
     assert not list(run.glob(".*.tmp"))
     assert "removed 3 temporary file(s) left in" in caplog.text
+
+
+# ---- item 10: a second Ctrl-C while a checkpoint is written ---------------------------------------------
+
+
+def test_a_second_ctrl_c_during_a_checkpoint_write_exits_130_and_keeps_the_previous_checkpoint(
+    tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import os
+    import signal
+
+    import sie.checkpoint
+    from sie.cli import main
+    from sie.config import save_config
+
+    real_save = torch.save
+    calls: list[int] = []
+
+    class CtrlCTwice:
+        """The file torch.save writes to; the user presses Ctrl-C twice while the bytes go out."""
+
+        def __init__(self, handle: Any) -> None:
+            self.handle, self.writes = handle, 0
+
+        def write(self, data: Any) -> int:
+            self.writes += 1
+            if self.writes == 3:  # amid the archive: torch.save rewraps the interrupt as a RuntimeError
+                os.kill(os.getpid(), signal.SIGINT)  # stop: finish the step, checkpoint
+                os.kill(os.getpid(), signal.SIGINT)  # the impatient second one
+            return int(self.handle.write(data))
+
+        def flush(self) -> None:
+            self.handle.flush()
+
+    def save(obj: Any, handle: Any) -> None:
+        calls.append(1)
+        real_save(obj, CtrlCTwice(handle) if len(calls) == 2 else handle)
+
+    monkeypatch.setattr(sie.checkpoint.torch, "save", save)
+    run = tmp_path / "run"
+    # checkpoint_every_min=0: a checkpoint after every step; the second one is interrupted.
+    save_config(small_config(tiny_dataset, checkpoint_every_min=0.0), tmp_path)
+    code = main(["train", "--config", str(tmp_path / "config.yaml"), "--out", str(run)])
+    err = capsys.readouterr().err
+    assert code == 130, err  # before: 1, with a RuntimeError traceback ("unexpected pos")
+    assert err.strip().splitlines()[-1] == "sie train: interrupted"
+    assert len(calls) == 2
+    assert load_checkpoint(run / "checkpoint.pt")["step"] == 1  # the previous checkpoint, intact
+    assert not list(run.glob(".*.tmp"))
+    assert json.loads((run / "run.json").read_text())["status"] == "interrupted"

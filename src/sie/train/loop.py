@@ -85,7 +85,11 @@ def train(
             try:
                 _loop(run, stop, max_steps)
             except BaseException as exc:
-                write_run_info(run, status=f"failed: {type(exc).__name__}: {exc}".strip())
+                interrupted = isinstance(exc, KeyboardInterrupt) or stop.aborted
+                _record_failure(run, "interrupted" if interrupted else f"failed: {type(exc).__name__}: {exc}")
+                if interrupted and not isinstance(exc, KeyboardInterrupt):
+                    # A second Ctrl-C inside torch.save surfaces as torch's RuntimeError: still an interrupt.
+                    raise KeyboardInterrupt from exc
                 raise
             finally:
                 if run.metrics is not None:
@@ -94,6 +98,14 @@ def train(
         shutdown(ctx)
         torch.use_deterministic_algorithms(deterministic_before, warn_only=warn_only_before)
     return out
+
+
+def _record_failure(run: TrainingRun, status: str) -> None:
+    """Write ``status`` to run.json where it can be written; never hide the error being raised."""
+    try:
+        write_run_info(run, status=status.strip())
+    except Exception as exc:  # e.g. the run directory became read-only: the original error matters more
+        log.warning("could not record %r in %s: %s", status.strip(), run.out / "run.json", exc)
 
 
 # ---- steps and periodic work ---------------------------------------------------------------------

@@ -3,7 +3,8 @@
 The handler only records the request; the training loop polls :attr:`StopRequest.signal_name` after
 each step, agrees on it across ranks (one rank receiving the signal stops all of them at the same
 step), writes a checkpoint and returns. A second SIGINT while a stop is pending raises
-``KeyboardInterrupt`` at once (the impatient Ctrl-C), without a checkpoint.
+``KeyboardInterrupt`` at once (the impatient Ctrl-C), without a checkpoint: a checkpoint write it
+cuts short leaves the previous checkpoint intact, and ``sie train`` exits 130, "interrupted".
 
 SIGTERM is what ``torchrun`` forwards to its workers and what SLURM sends before the time limit
 (``#SBATCH --signal=TERM@300``); SIGUSR1 is the reference's SLURM pre-emption signal.
@@ -30,6 +31,7 @@ class StopRequest:
 
     def __init__(self) -> None:
         self.signal_name: str | None = None
+        self.aborted = False  # a second SIGINT raised KeyboardInterrupt
         self._previous: dict[signal.Signals, Any] = {}
 
     @property
@@ -38,6 +40,9 @@ class StopRequest:
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.signal_name is not None and signum == signal.SIGINT:
+            # Raised wherever the main thread is; inside a checkpoint write torch may rewrap it (a
+            # RuntimeError), so ``aborted`` lets the loop report an interruption whatever it became.
+            self.aborted = True
             raise KeyboardInterrupt
         if self.signal_name is None:
             self.signal_name = signal.Signals(signum).name
