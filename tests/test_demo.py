@@ -15,6 +15,8 @@ from sie.cli import main
 from sie.demo import DEMO_SIZES, MethodResult, run_demo, summarize
 from sie.errors import UsageError
 
+pytestmark = pytest.mark.slow  # end to end; `pytest -m "not slow"` skips it for a quick loop
+
 
 @pytest.fixture(autouse=True)
 def _no_live_memory_reading(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,6 +12,9 @@ import pytest
 pytest.importorskip("warp")
 
 
+pytestmark = pytest.mark.slow  # end to end; `pytest -m "not slow"` skips it for a quick loop
+
+
 def _study_module():
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "study.py"
     spec = importlib.util.spec_from_file_location("study_script", path)
