@@ -391,6 +391,9 @@ def _register_eval(sub: _SubParsers) -> None:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    from sie.extras import require_extra
+
+    require_extra("matplotlib", "report", "sie report")
     from sie.eval.report import write_report
 
     md_path, html_path = write_report(args.runs, args.out)

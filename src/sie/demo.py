@@ -231,6 +231,9 @@ def run_demo(
 ) -> DemoResult:
     """Render a procedural benchmark, train ``method`` and ``baseline`` on it for the same number of steps,
     evaluate both and write one report under ``out``."""
+    from sie.extras import require_extra
+
+    require_extra("matplotlib", "report", "sie demo (its report)")
     if size not in DEMO_SIZES:
         raise UsageError(f"--size {size!r}: expected one of {', '.join(DEMO_SIZES)}")
     spec = DEMO_SIZES[size]
