@@ -13,9 +13,16 @@ EXTRAS ?= dev,render,embree,report
 MYPY_TARGETS := $(wildcard src/sie/geometry.py src/sie/geometry_np.py src/sie/losses.py src/sie/config.py src/sie/eval src/sie/data src/sie/methods src/sie/nn/ema.py)
 LINT_PATHS := $(wildcard src tests benchmarks)
 
-.PHONY: install test demo lint clean
+.PHONY: install test demo lint clean FORCE
 
-$(VENV)/.installed: pyproject.toml
+# The install is redone when pyproject.toml, TORCH_SPEC or EXTRAS change (the last two via .venv/.spec).
+INSTALL_SPEC := $(TORCH_SPEC) [$(EXTRAS)]
+
+$(VENV)/.spec: FORCE
+	@mkdir -p $(VENV)
+	@if [ "$$(cat $@ 2>/dev/null)" != "$(INSTALL_SPEC)" ]; then echo "$(INSTALL_SPEC)" > $@; fi
+
+$(VENV)/.installed: pyproject.toml $(VENV)/.spec
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH_SPEC)
@@ -32,15 +39,8 @@ lint: install
 test: lint
 	$(PY) -m pytest
 
-# `sie demo` lands with the end-to-end issue; until then this target says so and fails
-# rather than pretending (see README).
 demo: install
-	@if $(VENV)/bin/sie demo --help >/dev/null 2>&1; then \
-		$(VENV)/bin/sie demo; \
-	else \
-		echo "make demo: 'sie demo' is not available yet in this version; see README.md (Status)." >&2; \
-		exit 2; \
-	fi
+	$(VENV)/bin/sie demo
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
