@@ -296,3 +296,131 @@ def test_a_second_ctrl_c_during_a_checkpoint_write_exits_130_and_keeps_the_previ
     assert load_checkpoint(run / "checkpoint.pt")["step"] == 1  # the previous checkpoint, intact
     assert not list(run.glob(".*.tmp"))
     assert json.loads((run / "run.json").read_text())["status"] == "interrupted"
+
+
+# ---- item 9: a full disk, a read-only run directory, an unwritable metrics.jsonl ------------------------
+
+
+def _cli_train(*args: str) -> list[str]:
+    return ["train", *args]
+
+
+def _first_error_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.startswith("sie train: ")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_a_full_disk_during_a_checkpoint_write_is_one_line_and_keeps_the_previous_checkpoint(
+    tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import resource
+
+    from sie.cli import main
+    from sie.config import save_config
+
+    save_config(small_config(tiny_dataset), tmp_path)
+    run = tmp_path / "run"
+    assert (
+        main(_cli_train("--config", str(tmp_path / "config.yaml"), "--out", str(run), "--max-steps", "1"))
+        == 0
+    )
+    good = (run / "checkpoint.pt").read_bytes()
+    capsys.readouterr()
+    # A file-size limit makes the write fail as a full disk does (EFBIG instead of ENOSPC, same path
+    # through torch.save, which rewraps it as "RuntimeError: ... unexpected pos"). Python ignores SIGXFSZ.
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (len(good) // 2, hard))
+    try:
+        code = main(_cli_train("--out", str(run), "--resume"))
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    line = _first_error_line(capsys.readouterr().err)
+    assert code == 1
+    assert line == (
+        f"sie train: error: could not write checkpoint {run / 'checkpoint.pt'}: File too large; "
+        "the previous checkpoint (if any) is intact"
+    )
+    assert (run / "checkpoint.pt").read_bytes() == good and not list(run.glob(".*.tmp"))
+    status = json.loads((run / "run.json").read_text())["status"]
+    assert status.startswith("failed: WorkFailed: could not write checkpoint") and "File too large" in status
+
+
+def test_a_run_directory_made_read_only_mid_run_reports_the_real_error(
+    tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import errno
+    import tempfile
+
+    import sie.checkpoint
+    import sie.train.loop as loop
+    from sie.cli import main
+    from sie.config import save_config
+
+    run = tmp_path / "run"
+    real_mkstemp, real_step = tempfile.mkstemp, loop._step
+    read_only = {"now": False}
+
+    def mkstemp(*args: Any, dir: Any = None, **kwargs: Any) -> Any:
+        if read_only["now"] and Path(dir) == run:  # as chmod a-w RUN: no new file, its files still writable
+            raise PermissionError(errno.EACCES, "Permission denied", str(dir))
+        return real_mkstemp(*args, dir=dir, **kwargs)
+
+    def step(r: Any, *args: Any) -> Any:
+        out = real_step(r, *args)
+        read_only["now"] = r.step >= 5
+        return out
+
+    monkeypatch.setattr(sie.checkpoint.tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(loop, "_step", step)
+    # 4 steps per epoch, a checkpoint at each epoch end; the directory turns read-only after step 5.
+    save_config(small_config(tiny_dataset, batch_size=2, checkpoint_every_min=1e9), tmp_path)
+    code = main(_cli_train("--config", str(tmp_path / "config.yaml"), "--out", str(run)))
+    line = _first_error_line(capsys.readouterr().err)
+    assert code == 1
+    # Before: a PermissionError traceback from writing run.json in the failure handler, run.json "running".
+    assert line == (
+        f"sie train: error: could not write checkpoint {run / 'checkpoint.pt'}: Permission denied; "
+        "the previous checkpoint (if any) is intact"
+    )
+    assert load_checkpoint(run / "checkpoint.pt")["step"] == 4 and not list(run.glob(".*.tmp"))
+    info = json.loads((run / "run.json").read_text())  # written in place: the file itself is writable
+    assert info["status"].startswith("failed: WorkFailed: could not write checkpoint") and info["step"] == 8
+
+
+def test_an_unwritable_metrics_jsonl_is_one_line_at_start_and_mid_run(
+    tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sie.train.loop as loop
+    from sie.cli import main
+    from sie.config import save_config
+
+    save_config(small_config(tiny_dataset, batch_size=2, checkpoint_every_min=1e9), tmp_path)
+    config = str(tmp_path / "config.yaml")
+    # At start: metrics.jsonl cannot be written (a directory is in the way; chmod does not stop root).
+    blocked = tmp_path / "blocked"
+    (blocked / "metrics.jsonl").mkdir(parents=True)
+    assert main(_cli_train("--config", config, "--out", str(blocked))) == 2
+    line = _first_error_line(capsys.readouterr().err)
+    assert (
+        line
+        == f"sie train: error: cannot write the run directory {blocked}: {blocked / 'metrics.jsonl'}: Is a directory"
+    )
+    # Mid-run, after the epoch-end checkpoint at step 4: before, an IsADirectoryError traceback.
+    run = tmp_path / "run"
+    real_step = loop._step
+
+    def step(r: Any, *args: Any) -> Any:
+        out = real_step(r, *args)
+        if r.step == 5:
+            (run / "metrics.jsonl").unlink()
+            (run / "metrics.jsonl").mkdir()
+        return out
+
+    monkeypatch.setattr(loop, "_step", step)
+    assert main(_cli_train("--config", config, "--out", str(run))) == 1
+    line = _first_error_line(capsys.readouterr().err)
+    assert line == f"sie train: error: could not write {run / 'metrics.jsonl'}: Is a directory"
+    assert load_checkpoint(run / "checkpoint.pt")["step"] == 4
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == f"failed: WorkFailed: could not write {run / 'metrics.jsonl'}: Is a directory"

@@ -20,7 +20,7 @@ from sie.checkpoint import (
 )
 from sie.config import CONFIG_FILENAME, Config, config_from_dict, save_config
 from sie.device import resolve_precision
-from sie.errors import UsageError
+from sie.errors import UsageError, WorkFailed
 from sie.log import get_logger
 from sie.seeding import seed_everything
 from sie.train.faults import nonfinite_entries
@@ -210,26 +210,38 @@ def build_run(
                 {"at_step": run.step, "changes": [[k, old, new] for k, old, new in changes]}
             )
             log.warning("resuming with config changes: %s", format_config_changes(changes))
-    if ctx.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        stale = remove_stale_temporaries(
-            out,
-            [CHECKPOINT_FILENAME, BACKBONE_FILENAME, RUN_INFO_FILENAME, METRICS_FILENAME, CONFIG_FILENAME],
-        )
-        if stale:
-            log.warning(
-                "removed %d temporary file(s) left in %s by an interrupted write: %s",
-                len(stale),
+    try:
+        if ctx.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+            stale = remove_stale_temporaries(
                 out,
-                ", ".join(p.name for p in stale),
+                [
+                    CHECKPOINT_FILENAME,
+                    BACKBONE_FILENAME,
+                    RUN_INFO_FILENAME,
+                    METRICS_FILENAME,
+                    CONFIG_FILENAME,
+                ],
             )
-        save_config(cfg, out)
-        if state is not None:  # records written after the checkpoint (by a run that died) are dropped
-            truncate_metrics(out / METRICS_FILENAME, run.step)
-        else:  # a fresh start: records of an earlier attempt that died before its first checkpoint go
-            reset_metrics(out / METRICS_FILENAME)
-    run.metrics = MetricsLog(out, enabled=ctx.is_main, tensorboard=cfg.train.tensorboard)
-    write_run_info(run, status="running")
+            if stale:
+                log.warning(
+                    "removed %d temporary file(s) left in %s by an interrupted write: %s",
+                    len(stale),
+                    out,
+                    ", ".join(p.name for p in stale),
+                )
+            save_config(cfg, out)
+            if state is not None:  # records written after the checkpoint (by a run that died) are dropped
+                truncate_metrics(out / METRICS_FILENAME, run.step)
+            else:  # a fresh start: records of an earlier attempt that died before its first checkpoint go
+                reset_metrics(out / METRICS_FILENAME)
+        run.metrics = MetricsLog(out, enabled=ctx.is_main, tensorboard=cfg.train.tensorboard)
+        write_run_info(run, status="running")
+    except OSError as exc:  # an --out that cannot be written: bad input, nothing trained yet
+        where = f"{exc.filename}: " if exc.filename else f"{out}: "
+        raise UsageError(f"cannot write the run directory {out}: {where}{exc.strerror or exc}") from exc
+    except WorkFailed as exc:
+        raise UsageError(f"cannot write the run directory {out}: {exc}") from exc
     log.info(
         "training %s on %s (%d objects, transform %s -> %d params): global batch %d = %d process(es) x %d, "
         "%d steps/epoch, %d epochs, %s, %s%s",

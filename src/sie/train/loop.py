@@ -103,7 +103,7 @@ def train(
 def _record_failure(run: TrainingRun, status: str) -> None:
     """Write ``status`` to run.json where it can be written; never hide the error being raised."""
     try:
-        write_run_info(run, status=status.strip())
+        write_run_info(run, status=status.strip(), in_place_fallback=True)
     except Exception as exc:  # e.g. the run directory became read-only: the original error matters more
         log.warning("could not record %r in %s: %s", status.strip(), run.out / "run.json", exc)
 

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from sie.checkpoint import atomic_write
-from sie.errors import ConfigError
+from sie.errors import ConfigError, WorkFailed
 
 __all__ = [
     "METRICS_FILENAME",
@@ -70,8 +70,11 @@ class MetricsLog:
         if not self.enabled:
             return
         clean = {k: _jsonable(v) for k, v in record.items()}
-        with open(self.path, "a") as handle:
-            handle.write(json.dumps(clean) + "\n")
+        try:
+            with open(self.path, "a") as handle:
+                handle.write(json.dumps(clean) + "\n")
+        except OSError as exc:
+            raise WorkFailed(f"could not write {self.path}: {exc.strerror or exc}") from exc
         if self._writer is not None:
             step = int(clean["step"])
             for key, value in clean.items():

@@ -22,6 +22,7 @@ from sie.checkpoint import (
 )
 from sie.config import Config, config_to_dict
 from sie.device import Precision
+from sie.errors import WorkFailed
 from sie.methods.base import Method
 from sie.train.faults import NonFiniteState, nonfinite_entries
 from sie.train.launch import DistContext, all_reduce_max
@@ -81,7 +82,16 @@ class TrainingRun:
         )
 
 
-def write_run_info(run: TrainingRun, *, status: str) -> None:
+def write_run_info(run: TrainingRun, *, status: str, in_place_fallback: bool = False) -> None:
+    """Update run.json (rank 0; atomic).
+
+    Args:
+        in_place_fallback: where the atomic write fails (a read-only run directory allows no
+            temporary file, but its run.json may still be writable), overwrite run.json in place.
+
+    Raises:
+        WorkFailed: run.json could not be written (one line naming it).
+    """
     if not run.ctx.is_main:
         return
     run.info.update(
@@ -92,8 +102,21 @@ def write_run_info(run: TrainingRun, *, status: str) -> None:
             "wall_time_s": round(run.wall_time_s + time.monotonic() - run.started, 3),
         }
     )
-    with atomic_write(run.out / RUN_INFO_FILENAME) as handle:
-        handle.write((json.dumps(run.info, indent=2) + "\n").encode())
+    path = run.out / RUN_INFO_FILENAME
+    payload = (json.dumps(run.info, indent=2) + "\n").encode()
+    try:
+        with atomic_write(path) as handle:
+            handle.write(payload)
+    except OSError as exc:
+        if in_place_fallback and path.is_file():
+            try:
+                with open(path, "r+b") as handle:
+                    handle.truncate(0)
+                    handle.write(payload)
+                return
+            except OSError:
+                pass
+        raise WorkFailed(f"could not write {path}: {exc.strerror or exc}") from exc
 
 
 def kept_checkpoint(run: TrainingRun) -> str:
