@@ -19,7 +19,15 @@ from sie.device import resolve_device
 from sie.errors import ConfigError, UsageError
 from sie.train.sync_bn import convert_to_sync_batchnorm
 
-__all__ = ["DistContext", "all_reduce_max", "init_distributed", "per_device_batch_size", "shutdown", "wrap"]
+__all__ = [
+    "DistContext",
+    "all_reduce_max",
+    "all_reduce_sum",
+    "init_distributed",
+    "per_device_batch_size",
+    "shutdown",
+    "wrap",
+]
 
 
 @dataclass(frozen=True)
@@ -122,4 +130,11 @@ def all_reduce_max(values: torch.Tensor, ctx: DistContext) -> torch.Tensor:
     """Element-wise maximum over ranks (in place; identity when not distributed)."""
     if ctx.distributed:
         dist.all_reduce(values, op=dist.ReduceOp.MAX)
+    return values
+
+
+def all_reduce_sum(values: torch.Tensor, ctx: DistContext) -> torch.Tensor:
+    """Element-wise sum over ranks (in place; identity when not distributed)."""
+    if ctx.distributed:
+        dist.all_reduce(values, op=dist.ReduceOp.SUM)
     return values

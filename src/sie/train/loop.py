@@ -37,7 +37,7 @@ from sie.methods.base import StepProgress
 from sie.seeding import derive_seed
 from sie.train.build import build_run
 from sie.train.faults import NonFiniteLoss, nonfinite_terms
-from sie.train.launch import all_reduce_max, init_distributed, shutdown
+from sie.train.launch import all_reduce_sum, init_distributed, shutdown
 from sie.train.metrics import WindowMeter, peak_memory_mb
 from sie.train.optim import set_lr
 from sie.train.run import TrainingRun, finish_run, kept_checkpoint, save_training_state, write_run_info
@@ -227,14 +227,25 @@ def _step(
             assert run.online is not None
             probe_loss, probe_metrics = run.online(output.representations, batch.labels, batch.transforms)
             total = total + probe_loss.float()
+    values: dict[str, Tensor] = {"loss": output.loss.detach(), **output.terms, **probe_metrics}
     # One collective per step: every rank learns whether any rank saw a non-finite loss, a stop
-    # signal or (rank 0's clock) a due checkpoint, before anyone starts the backward pass.
+    # signal or (rank 0's clock) a due checkpoint, before anyone starts the backward pass; the same
+    # all-reduce (a sum: a flag is set when it is > 0) averages the loss terms over ranks, so that the
+    # logged values are those of the global batch, not rank 0's share (equal shares: the mean of the
+    # ranks' means is the global mean). The probes' accuracy and R² stay rank 0's.
     flags = torch.tensor(
         [float(not torch.isfinite(total).item()), float(stop.requested), float(checkpoint_due)],
         device=ctx.device,
     )
-    nonfinite, stop_now, save_now = (bool(v) for v in all_reduce_max(flags, ctx).tolist())
-    values: dict[str, Tensor] = {"loss": output.loss.detach(), **output.terms, **probe_metrics}
+    if ctx.distributed:
+        averaged = sorted(
+            k for k in values if k == "loss" or k.startswith("loss/")
+        )  # same keys on every rank
+        terms = torch.stack([values[k].detach().float().reshape(()).to(ctx.device) for k in averaged])
+        packed = all_reduce_sum(torch.cat([flags, terms]), ctx)
+        flags, means = packed[:3], packed[3:] / ctx.world_size
+        values.update({k: means[i] for i, k in enumerate(averaged)})
+    nonfinite, stop_now, save_now = (v > 0 for v in flags.tolist())
     if nonfinite:
         _raise_nonfinite(run, values)
     run.optimizer.zero_grad(set_to_none=True)
