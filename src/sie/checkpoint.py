@@ -53,6 +53,7 @@ __all__ = [
     "load_method",
     "load_state_strict",
     "read_backbone_metadata",
+    "read_run_info",
     "remove_stale_temporaries",
     "save_checkpoint",
     "state_checksum",
@@ -246,6 +247,27 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return state
 
 
+def read_run_info(path: str | Path) -> dict[str, Any]:
+    """``RUN/run.json`` as a dict.
+
+    Raises:
+        UsageError: the file cannot be read or is not a JSON object (one line naming it).
+    """
+    path = Path(path)
+    try:
+        info = json.loads(path.read_text())
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UsageError(
+            f"{path} is not valid JSON ({exc}); restore it from a copy, or delete it (training history, "
+            "dataset hash and transform dimension are lost)"
+        ) from None
+    if not isinstance(info, dict):
+        raise UsageError(f"{path} is not a JSON object (got {type(info).__name__})")
+    return info
+
+
 def checkpoint_hash(path: str | Path) -> str:
     """The first 16 hex digits of the SHA-256 of a file's bytes: names the exact weights a result used."""
     digest = hashlib.sha256()
@@ -425,7 +447,7 @@ def load_method(run_dir: str | Path, map_location: str | torch.device = "cpu") -
     info_path = run_dir / RUN_INFO_FILENAME
     if not info_path.is_file():
         raise UsageError(f"{run_dir} is not a run directory: no {RUN_INFO_FILENAME}")
-    info = json.loads(info_path.read_text())
+    info = read_run_info(info_path)
     if "transform_dim" not in info:
         raise UsageError(f"{info_path}: no 'transform_dim' entry")
     state = load_checkpoint(run_dir / CHECKPOINT_FILENAME, map_location=map_location)

@@ -424,3 +424,34 @@ def test_an_unwritable_metrics_jsonl_is_one_line_at_start_and_mid_run(
     assert load_checkpoint(run / "checkpoint.pt")["step"] == 4
     info = json.loads((run / "run.json").read_text())
     assert info["status"] == f"failed: WorkFailed: could not write {run / 'metrics.jsonl'}: Is a directory"
+
+
+# ---- item 8: a corrupt run.json ---------------------------------------------------------------------
+
+
+def test_a_corrupt_run_json_is_one_line_for_resume_and_eval(
+    tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sie.cli import main
+    from sie.config import save_config
+
+    save_config(small_config(tiny_dataset), tmp_path)
+    run = tmp_path / "run"
+    assert (
+        main(_cli_train("--config", str(tmp_path / "config.yaml"), "--out", str(run), "--max-steps", "1"))
+        == 0
+    )
+    saved = (run / "checkpoint.pt").read_bytes()
+    (run / "run.json").write_text("{x\n")  # echo '{x' > RUN/run.json
+    capsys.readouterr()
+    expected = (
+        f"{run / 'run.json'} is not valid JSON (Expecting property name enclosed in double quotes: line 1 "
+        "column 2 (char 1)); restore it from a copy, or delete it"
+    )
+    # Before: a JSONDecodeError traceback from both commands.
+    assert main(_cli_train("--out", str(run), "--resume")) == 2
+    assert _first_error_line(capsys.readouterr().err).startswith(f"sie train: error: {expected}")
+    assert main(["eval", str(run), "--data", str(tiny_dataset)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and f"sie eval: error: {expected}" in err
+    assert (run / "checkpoint.pt").read_bytes() == saved and (run / "run.json").read_text() == "{x\n"

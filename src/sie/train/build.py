@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ from sie.checkpoint import (
     RUN_INFO_FILENAME,
     load_checkpoint,
     load_state_strict,
+    read_run_info,
     remove_stale_temporaries,
 )
 from sie.config import CONFIG_FILENAME, Config, config_from_dict, save_config
@@ -81,7 +81,7 @@ def build_run(
                 f"{', ...' if len(poisoned) > 4 else ''}); it cannot be resumed, start a new run"
             )
         info_path = out / RUN_INFO_FILENAME
-        previous_info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+        previous_info = read_run_info(info_path) if info_path.is_file() else {}
     elif checkpoint_path.exists():
         raise UsageError(
             f"{out} already holds a {CHECKPOINT_FILENAME}; pass --resume to continue that run, "
