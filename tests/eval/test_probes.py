@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -138,3 +139,15 @@ def test_probe_refuses_an_empty_split() -> None:
     empty = probes.CachedViewFeatures(torch.zeros(0, 3, 5))
     with pytest.raises(ValueError, match="no objects"):
         probes.fit_classifier(empty, torch.zeros(0, dtype=torch.long), 2, schedule(1), seed=0, device=CPU)
+
+
+def test_each_probe_reports_what_it_trained_and_how_long(caplog: pytest.LogCaptureFixture) -> None:
+    _, labels, feats = synthetic_split(16, 4, seed=1)
+    with caplog.at_level("INFO"):
+        probes.fit_classifier(
+            probes.CachedViewFeatures(feats), labels, 4, schedule(3, ()), seed=2, device=CPU
+        )
+    assert any(
+        re.fullmatch(r"probe classification \(seed 2\): 3 epochs on 16 objects in \d+ s", r.getMessage())
+        for r in caplog.records
+    )

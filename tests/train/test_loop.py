@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -247,3 +248,15 @@ def test_an_unknown_method_is_named_before_the_data_is_read(tmp_path: Path) -> N
         ConfigError, match=r"model\.method='vicrge' is not a registered method \(did you mean 'vicreg'\?\)"
     ):
         train(cfg, tmp_path / "run", max_steps=1)
+
+
+def test_training_logs_elapsed_time_and_an_eta_for_this_invocation(
+    tiny_dataset: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cfg = tiny_config(tiny_dataset, "vicreg", log_every_s=0.0)
+    with caplog.at_level("INFO"):
+        train(cfg, tmp_path / "run", max_steps=2)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("step ")]
+    assert lines, "no progress lines logged"
+    # The goal is --max-steps (2), not the run's total; the times read in seconds/minutes.
+    assert lines[-1].startswith("step 2/2 ") and re.search(r", \d+ s elapsed, about \d+ s left$", lines[-1])

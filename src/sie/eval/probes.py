@@ -23,15 +23,20 @@ supplies features computed on the fly by a backbone in train mode instead.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 import torch
 from torch import Tensor, nn
+from tqdm import tqdm
 
 from sie.config import EvalConfig, parse_mlp_spec
+from sie.log import format_duration, get_logger
 from sie.seeding import derive_seed
+
+_log = get_logger(__name__)
 
 __all__ = [
     "CachedViewFeatures",
@@ -169,7 +174,10 @@ def _train(
         raise ValueError(f"probe {task!r}: the training split has no objects")
     optimizer = torch.optim.Adam(head.parameters(), lr=schedule.lr, weight_decay=schedule.weight_decay)
     head.train()
-    for epoch in range(schedule.epochs):
+    started = time.perf_counter()
+    # A bar on a terminal (rank 0 runs the protocol); one log line per probe otherwise.
+    epochs = tqdm(range(schedule.epochs), desc=f"probe {task}", unit="epoch", leave=False, disable=None)
+    for epoch in epochs:
         order, view_a, view_b = _epoch_draws(num_objects, views, seed, task, epoch)
         for start in range(0, num_objects, schedule.batch_size):
             objects = order[start : start + schedule.batch_size]
@@ -179,6 +187,14 @@ def _train(
             loss.backward()  # type: ignore[no-untyped-call]
             optimizer.step()
     head.eval()
+    _log.info(
+        "probe %s (seed %d): %d epochs on %d objects in %s",
+        task,
+        seed,
+        schedule.epochs,
+        num_objects,
+        format_duration(time.perf_counter() - started),
+    )
 
 
 def fit_classifier(

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ from tqdm import tqdm
 from sie.checkpoint import CHECKPOINT_FILENAME
 from sie.config import Config, validate
 from sie.device import autocast
-from sie.log import get_logger
+from sie.log import format_duration, get_logger
 from sie.methods.base import StepProgress
 from sie.seeding import derive_seed
 from sie.train.build import build_run
@@ -137,8 +138,11 @@ def _loop(run: TrainingRun, stop: StopRequest, max_steps: int | None) -> None:
         log.info("nothing to do: the run is at step %d of %d", run.step, run.total_steps)
         finish_run(run, "completed" if run.step >= run.total_steps else f"stopped at max_steps={max_steps}")
         return
+    # This invocation's goal: the run's end, or --max-steps (so the ETA is for what runs now).
+    target = run.total_steps if max_steps is None else min(run.total_steps, max_steps)
+    clock = _Clock(first_step=run.step, target=target, started=time.monotonic())
     progress = tqdm(
-        total=run.total_steps,
+        total=target,
         initial=run.step,
         unit="step",
         dynamic_ncols=True,
@@ -171,7 +175,7 @@ def _loop(run: TrainingRun, stop: StopRequest, max_steps: int | None) -> None:
                 if stop_now:
                     stop_reason = f"signal {stop.signal_name or 'on another rank'}"
                 if cfg.train.log_every_s <= 0 or time.monotonic() - last_log >= cfg.train.log_every_s:
-                    _log_record(run, meter, progress)
+                    _log_record(run, meter, progress, clock)
                     last_log = time.monotonic()
                 if run.batches_in_epoch >= run.steps_per_epoch:
                     epoch_finished = True  # the epoch-end checkpoint below also serves a stop
@@ -185,7 +189,7 @@ def _loop(run: TrainingRun, stop: StopRequest, max_steps: int | None) -> None:
                 run.epoch += 1
                 run.batches_in_epoch = 0
                 if meter.steps:
-                    _log_record(run, meter, progress)
+                    _log_record(run, meter, progress, clock)
                     last_log = time.monotonic()
                 every = cfg.train.checkpoint_every_epochs
                 if run.epoch % every == 0 or run.epoch >= cfg.train.epochs or stop_reason is not None:
@@ -194,7 +198,7 @@ def _loop(run: TrainingRun, stop: StopRequest, max_steps: int | None) -> None:
     finally:
         progress.close()
     if meter.steps:
-        _log_record(run, meter, progress)
+        _log_record(run, meter, progress, clock)
     if stop_reason is None or run.step >= run.total_steps:
         finish_run(run, "completed")
         log.info("finished %d epochs (%d steps); run directory %s", cfg.train.epochs, run.step, run.out)
@@ -268,7 +272,22 @@ def _raise_nonfinite(run: TrainingRun, values: dict[str, Tensor]) -> None:
     )
 
 
-def _log_record(run: TrainingRun, meter: WindowMeter, progress: tqdm) -> None:
+@dataclass(frozen=True)
+class _Clock:
+    """Where this invocation started and where it stops, for the elapsed time and the ETA."""
+
+    first_step: int
+    target: int
+    started: float
+
+    def elapsed_and_left(self, step: int) -> tuple[float, float]:
+        elapsed = time.monotonic() - self.started
+        done = step - self.first_step
+        left = (self.target - step) * elapsed / done if done > 0 else float("nan")
+        return elapsed, max(0.0, left)
+
+
+def _log_record(run: TrainingRun, meter: WindowMeter, progress: tqdm, clock: _Clock) -> None:
     summary = meter.summary()
     meter.reset()
     if not run.ctx.is_main or run.metrics is None:
@@ -280,12 +299,15 @@ def _log_record(run: TrainingRun, meter: WindowMeter, progress: tqdm) -> None:
     run.metrics.write(record)
     progress.set_postfix(loss=f"{record.get('loss', float('nan')):.4g}", refresh=False)
     if progress.disable:
+        elapsed, left = clock.elapsed_and_left(run.step)
         log.info(
-            "step %d/%d epoch %d loss %.5g, %.1f pairs/s, data wait %.0f%%",
+            "step %d/%d epoch %d loss %.5g, %.1f pairs/s, data wait %.0f%%, %s elapsed, about %s left",
             run.step,
-            run.total_steps,
+            clock.target,
             run.epoch,
             record.get("loss", float("nan")),
             record["pairs_per_s"],
             100 * record["data_wait_frac"],
+            format_duration(elapsed),
+            format_duration(left),
         )
