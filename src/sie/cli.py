@@ -382,7 +382,8 @@ def _register_eval(sub: _SubParsers) -> None:
     p.add_argument(
         "--refuse-stale-features",
         action="store_true",
-        help="error out on cached features that do not match (default: recompute them)",
+        help="error out on stale cached features (another checkpoint, a dataset changed in place, an older "
+        "sie) instead of recomputing them",
     )
     p.set_defaults(func=_cmd_eval)
 

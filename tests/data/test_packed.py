@@ -41,7 +41,8 @@ def test_round_trip_equals_raw_decode_and_resize(tiny_dataset: Path, packed: Pat
         np.testing.assert_array_equal(store.labels, raw.labels)
         np.testing.assert_array_equal(store.latents, raw.latents)
         assert store.views_per_object == 5 and store.latent_size == 7 and store.image_size == (16, 16)
-        assert store.manifest_hash == raw.manifest_hash  # same objects, same split
+        # Packed from this split, but other pixels (16 px): another identity, which records the source's.
+        assert store.source_hash == raw.manifest_hash and store.manifest_hash != raw.manifest_hash
         for obj in range(raw.num_objects):
             views = [4, 0, 2]
             assert torch.equal(store.read_views(obj, views), resize_uint8(raw.read_views(obj, views), 16))

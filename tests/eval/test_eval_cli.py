@@ -156,6 +156,32 @@ def test_eval_reads_a_packed_store(evaluated: dict[str, Path], tiny_dataset: Pat
     assert {r["metric"] for r in res["records"]} == {"top1", "top5"}
 
 
+def test_a_store_repacked_at_another_resolution_is_not_reused(
+    evaluated: dict[str, Path], tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 14: the same store path packed again at 48 px reused the 40 px store's features, even
+    with --refuse-stale-features. Now refused with that flag (nothing written), recomputed without."""
+    run, store = evaluated["vicreg"], tmp_path / "packed"
+    args = ["eval", str(run), "--data", str(store), *QUICK, "--set", "eval.tasks=[classification]"]
+    pack_dataset(tiny_dataset, store, 40, workers=1, progress=False)
+    assert main(args) == 0
+    first = {s: f["path"] for s, f in results(run)["features"].items()}
+    shutil.rmtree(store)
+    pack_dataset(tiny_dataset, store, 48, workers=1, progress=False)
+    before = sorted((run / "eval" / "features").glob("*.safetensors"))
+    capsys.readouterr()
+    assert main([*args, "--refuse-stale-features"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "stale cached features of split 'train'" in err
+    assert "manifest_hash: file has" in err and f"the dataset at {store.resolve()} changed" in err
+    assert sorted((run / "eval" / "features").glob("*.safetensors")) == before
+    assert main(args) == 0
+    res = results(run)
+    assert all(f["extraction_s"] > 0 for f in res["features"].values())
+    assert res["dataset"]["splits"]["val"]["manifest_hash"] == open_split(store, "val").manifest_hash
+    assert not any(Path(p).exists() for p in first.values())  # the 40 px store's features are deleted
+
+
 def test_bad_inputs_exit_2_with_one_line(
     runs: dict[str, Path], tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

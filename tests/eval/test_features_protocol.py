@@ -8,15 +8,18 @@ depend on any registered method; the end-to-end test (test_eval_cli.py) uses a r
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from pathlib import Path
 from typing import ClassVar
 
 import pytest
 import torch
+from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from sie.config import EvalConfig
 from sie.data import normalize, open_split
+from sie.data.pack import pack_dataset
 from sie.errors import UsageError
 from sie.eval import features, metrics, protocol
 from sie.eval.tasks import REGRESSION_TASKS
@@ -107,6 +110,77 @@ def test_mismatching_cache_is_recomputed_or_refused_never_mixed(tiny_dataset: Pa
         method, source, key_for(source, "cccc"), tmp_path, batch_size=8, device=CPU, with_embeddings=False
     )
     assert [p.name for p in tmp_path.glob("*.safetensors")] == [stale.path.name]
+
+
+def _extract(source: object, cache: Path, *, refuse: bool = False) -> features.SplitFeatures:
+    return features.load_or_extract_features(
+        StandIn().eval(), source, key_for(source), cache, batch_size=8, device=CPU, with_embeddings=False,
+        refuse=refuse,
+    )  # fmt: skip
+
+
+def test_a_store_repacked_at_another_resolution_is_stale_never_reused(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
+    """Issue 14: the identity of a store covered the split files only, so a store re-packed at another
+    resolution in the same place reused the features of the old one, even with refuse=True."""
+    store, cache = tmp_path / "store", tmp_path / "cache"
+    pack_dataset(tiny_dataset, store, 16, workers=0, progress=False)
+    first = _extract(open_split(store, "val"), cache)
+    assert first.path is not None and first.seconds > 0
+    shutil.rmtree(store)
+    pack_dataset(tiny_dataset, store, 24, workers=0, progress=False)
+    repacked = open_split(store, "val")
+    with pytest.raises(
+        UsageError, match=r"stale cached features of split 'val' .*manifest_hash: file has .*changed"
+    ):
+        _extract(repacked, cache, refuse=True)
+    assert [p.name for p in cache.glob("*.safetensors")] == [first.path.name]  # refused: nothing written
+    fresh = _extract(repacked, cache)
+    assert fresh.seconds > 0 and not torch.equal(fresh.representations, first.representations)
+    assert [p.name for p in cache.glob("*.safetensors")] == [fresh.path.name]  # the stale file is gone
+    assert _extract(repacked, cache, refuse=True).seconds == 0.0  # now a match: read back
+    # Features of another dataset elsewhere are not stale: kept side by side, no refusal.
+    raw = open_split(tiny_dataset, "val")
+    assert _extract(raw, cache, refuse=True).seconds > 0
+    assert len(list(cache.glob("*.safetensors"))) == 2
+
+
+def test_a_dataset_still_held_elsewhere_keeps_its_features(tiny_dataset: Path, tmp_path: Path) -> None:
+    """Features are keyed by content: a copy of a store reads them back; when one copy is packed again,
+    the features stay for the other (not stale); once no recorded location holds them, they are."""
+    one, two, cache = tmp_path / "one", tmp_path / "two", tmp_path / "cache"
+    pack_dataset(tiny_dataset, one, 16, workers=0, progress=False)
+    shutil.copytree(one, two)
+    first = _extract(open_split(one, "val"), cache)
+    assert _extract(open_split(two, "val"), cache).seconds == 0.0  # the same content: read back
+    assert set(features.read_locations(cache)) == {str(one.resolve()), str(two.resolve())}
+    shutil.rmtree(one)
+    pack_dataset(tiny_dataset, one, 24, workers=0, progress=False)
+    assert _extract(open_split(one, "val"), cache, refuse=True).seconds > 0  # nothing stale: two holds it
+    assert first.path is not None and first.path.exists()
+    shutil.rmtree(two)
+    pack_dataset(tiny_dataset, two, 20, workers=0, progress=False)
+    with pytest.raises(UsageError, match=r"the dataset at .*two changed since these features were cached"):
+        _extract(open_split(two, "val"), cache, refuse=True)
+    _extract(open_split(two, "val"), cache)
+    assert not first.path.exists()
+
+
+def test_a_cache_written_by_an_older_version_is_stale(tiny_dataset: Path, tmp_path: Path) -> None:
+    source, cache = open_split(tiny_dataset, "val"), tmp_path / "cache"
+    cache.mkdir()
+    old_meta = key_for(source).metadata() | {
+        "version": "1",
+        "manifest_hash": "45d22533bba3e134aa7049d03a935bc3",
+    }
+    old = cache / "val-32px-aaaa-45d22533bba3e134.safetensors"
+    save_file({"representations": torch.zeros(3, 5, 16)}, str(old), metadata=old_meta)
+    with pytest.raises(UsageError, match=r"written by an older sie \(features version '1'"):
+        _extract(source, cache, refuse=True)
+    fresh = _extract(source, cache)
+    assert fresh.seconds > 0 and not old.exists()
+    assert features.read_feature_key(fresh.path)["version"] == str(features.FEATURES_VERSION)
 
 
 def inputs_for(tiny_dataset: Path, tmp_path: Path, **cfg_changes: object) -> protocol.EvalInputs:

@@ -39,7 +39,7 @@ from sie.data.packed import (
     manifest_checksum,
 )
 from sie.data.problems import BadFileError
-from sie.data.raw import RawSource, check_image_size, dataset_hash, decode_image, load_latent
+from sie.data.raw import IDENTITY_VERSION, RawSource, check_image_size, decode_image, load_latent
 from sie.data.splits import find_split_names
 from sie.data.transforms import resize_uint8
 from sie.errors import UsageError
@@ -243,6 +243,26 @@ def _refuse_excluded_without_skip_bad(splits: dict[str, Any], skip_bad: bool) ->
         )
 
 
+def _refuse_changed_source(
+    out: Path, src: Path, manifest: dict[str, Any], sources: dict[str, RawSource]
+) -> None:
+    """UsageError if ``src`` changed since ``out`` was packed from it in ways the plan does not see
+    (re-rendered with other settings under the same split files). Stores written before the
+    source's identity covered that (no ``identity_version``) are taken as they are."""
+    if manifest.get("identity_version") != IDENTITY_VERSION:
+        return
+    for name, source in sources.items():
+        info = manifest["splits"][name]
+        recorded = info["source_hash"]
+        current = source.identity(source.excluded_ids + list(info.get("decode_excluded_ids", [])))
+        if recorded != current:
+            raise UsageError(
+                f"{out / MANIFEST}: {out} was packed from an earlier state of {src} (split '{name}': source "
+                f"identity {recorded}, now {current}: its render settings or images changed); delete {out} "
+                "or choose another OUT to pack the dataset as it is now"
+            )
+
+
 def _file_info(path: Path) -> dict[str, Any]:
     return {"bytes": path.stat().st_size, "sha256": file_sha256(path)}
 
@@ -268,7 +288,7 @@ def _assemble_split(
         files[array] = _file_info(d / array)
     excluded = [asdict(p) | {"path": str(p.path)} for p in source.excluded]
     excluded += [b for s in sidecars for b in s["bad"]]
-    excluded_ids = source.excluded_ids + [source.object_ids[i] for i in sorted(bad_rows)]
+    decode_excluded = [source.object_ids[i] for i in sorted(bad_rows)]
     return {
         "num_objects": len(rows),
         "views_per_object": source.views_per_object,
@@ -277,9 +297,9 @@ def _assemble_split(
         "shards": [t.images.name for t in tasks],
         "files": files,
         "excluded": excluded,
-        "source_hash": dataset_hash(
-            source.split_files, source.views_per_object, source.latent_size, excluded_ids
-        ),
+        "source_hash": source.identity(source.excluded_ids + decode_excluded),
+        "source_render": source.render_identity,
+        "decode_excluded_ids": decode_excluded,
         "source_split_files": {str(f.resolve()): file_sha256(f) for f in source.split_files},
     }
 
@@ -315,7 +335,9 @@ def pack_dataset(
     sources = {name: RawSource.open(src, name, skip_bad=skip_bad) for name in names}
     plan = _plan(sources, src, resolution, shard_bytes)
     if _check_out(out, plan):
-        _refuse_excluded_without_skip_bad(json.loads((out / MANIFEST).read_text())["splits"], skip_bad)
+        done = json.loads((out / MANIFEST).read_text())
+        _refuse_excluded_without_skip_bad(done["splits"], skip_bad)
+        _refuse_changed_source(out, src, done, sources)
         _log.info("%s: already a complete packed store of %s at %d px; nothing to do", out, src, resolution)
         return out
     for name in names:
@@ -360,6 +382,7 @@ def pack_dataset(
         "created_by": f"sie {__version__}",
         "resolution": resolution,
         "skip_bad": skip_bad,
+        "identity_version": IDENTITY_VERSION,
         "class_names": sources[names[0]].class_names,
         "plan": plan,
         "splits": {

@@ -15,9 +15,16 @@ Layout of a store ``OUT`` at resolution R (all arrays are ``.npy`` files, memory
 
 Opening validates the store: the manifest's checksum, the format version, the exact byte size of
 every file (a truncated or foreign file is refused), the sha256 of the small arrays, and, when the
-source dataset is still where it was packed from, that its split files have not changed (stale).
-A store whose pack was interrupted has no manifest yet and is refused with a hint to resume.
-:func:`verify_store` also hashes every image shard (``sie data check OUT``).
+source dataset is still where it was packed from, that its split files and its render settings
+(``dataset.json``) have not changed (stale). A store whose pack was interrupted has no manifest yet
+and is refused with a hint to resume. :func:`verify_store` also hashes every image shard
+(``sie data check OUT``).
+
+A split's identity (``manifest_hash``, :func:`store_identity`) is a hash of the manifest's own content
+for it: the resolution, the class list, V, L, the source's identity and the sha256 of every file,
+image shards included (computed once by ``sie pack``). Two stores of the same data at different
+resolutions, or packed from two renders of the same objects, therefore never share an identity, and
+opening a store costs no hashing beyond the small arrays.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from torch import Tensor
 
 from sie.data import problems as P
 from sie.data.problems import Problem
+from sie.data.raw import RENDER_MANIFEST, render_identity
 from sie.data.source import ViewSource
 from sie.errors import UsageError
 from sie.log import get_logger
@@ -48,6 +56,7 @@ __all__ = [
     "is_packed_store",
     "manifest_checksum",
     "read_manifest",
+    "store_identity",
     "verify_store",
 ]
 
@@ -137,15 +146,42 @@ def _check_hashes(
     return out
 
 
+def store_identity(manifest: dict[str, Any], split: str) -> str:
+    """The identity of one split of a store (its ``manifest_hash``): a hash of what its manifest says
+    about the pixels and targets (resolution, classes, V, L, the source's identity, every file's sha256)."""
+    info = manifest["splits"][split]
+    payload = {
+        "identity": "sie packed split",
+        "version": manifest.get("version"),
+        "resolution": manifest["resolution"],
+        "class_names": manifest["class_names"],
+        "views_per_object": info["views_per_object"],
+        "latent_size": info["latent_size"],
+        "source_hash": info["source_hash"],
+        "files": {name: f["sha256"] for name, f in sorted(info["files"].items())},
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
+
+
 def _check_source(manifest: dict[str, Any], split: str) -> Problem | None:
-    """A problem if the source dataset is still on disk and its split files changed since packing."""
-    files = {Path(f): sha for f, sha in manifest["splits"][split]["source_split_files"].items()}
+    """A problem if the source dataset is still on disk and its split files or its render settings
+    (``dataset.json``, recorded by stores packed since it counts) changed since packing."""
+    info = manifest["splits"][split]
+    files = {Path(f): sha for f, sha in info["source_split_files"].items()}
     if not files or not all(f.is_file() for f in files):
         return None  # source moved or deleted: the store stands alone
+    detail = "changed since the store was packed (stale store); re-run `sie pack` to rebuild it"
     for path, sha in files.items():
         if file_sha256(path) != sha:
-            detail = "changed since the store was packed (stale store); re-run `sie pack` to rebuild it"
             return Problem(P.STORE, path, detail, split=split)
+    if "source_render" in info:
+        source = Path(manifest["plan"]["source"])
+        try:
+            current = render_identity(source)
+        except UsageError:
+            current = "unreadable"
+        if current != info["source_render"]:
+            return Problem(P.STORE, source / RENDER_MANIFEST, detail, split=split)
     return None
 
 
@@ -175,7 +211,8 @@ class PackedSource(ViewSource):
     """A split of a packed store; use :meth:`open` (or :func:`sie.data.open_split`).
 
     Image shards are memory-mapped lazily in each process (workers reopen them after pickling), so
-    reading views needs neither PIL nor a file open per sample.
+    reading views needs neither PIL nor a file open per sample. ``manifest_hash`` is the split's
+    :func:`store_identity`; ``source_hash`` the identity of the source split it was packed from.
     """
 
     memory_mapped = True
@@ -190,7 +227,8 @@ class PackedSource(ViewSource):
         self.views_per_object = int(info["views_per_object"])
         self.latent_size = int(info["latent_size"])
         self.class_names = list(manifest["class_names"])
-        self.manifest_hash = str(info["source_hash"])
+        self.manifest_hash = store_identity(manifest, split)
+        self.source_hash = str(info["source_hash"])
         self.excluded = [_problem_from_dict(p) for p in info["excluded"]]
         self.shard_size = int(info["shard_size"])
         self._shard_files = [d / name for name in info["shards"]]

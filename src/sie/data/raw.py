@@ -29,7 +29,15 @@ from sie.data.splits import SplitSpec, class_names_of, read_split
 from sie.errors import UsageError
 from sie.log import get_logger
 
-__all__ = ["RawSource", "check_image_size", "dataset_hash", "decode_image", "load_latent"]
+__all__ = [
+    "IDENTITY_VERSION",
+    "RawSource",
+    "check_image_size",
+    "dataset_hash",
+    "decode_image",
+    "load_latent",
+    "render_identity",
+]
 
 _log = get_logger(__name__)
 _SHOWN_PROBLEMS = 10
@@ -70,13 +78,69 @@ def check_image_size(path: Path, pixels: np.ndarray, size: tuple[int, int]) -> N
         raise BadFileError(Problem(P.IMAGE_SIZE, path, detail))
 
 
-def dataset_hash(files: Sequence[Path], views: int, latent_size: int, excluded: Sequence[str]) -> str:
-    """Identifier of a split: its split files' bytes, V, L and the excluded object ids."""
+RENDER_MANIFEST = "dataset.json"
+"""Written by ``sie render`` (:mod:`sie.render.manifest`); optional for readers."""
+
+IDENTITY_VERSION = 2
+"""Version of the definition of :func:`dataset_hash` (1: split files, V, L and exclusions only)."""
+
+
+def render_identity(root: Path) -> str | None:
+    """What ``ROOT/dataset.json`` says decides the pixels: its ``identity`` (a hash of every content
+    render setting and the planned objects), or the file's sha256 when it has none or is unreadable;
+    None without the file (a dataset not written by ``sie render``, such as 3DIEBench itself)."""
+    path = root / RENDER_MANIFEST
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise UsageError(f"{path}: unreadable ({exc}); it is part of the dataset's identity") from None
+    try:
+        identity = json.loads(raw).get("identity")
+    except (ValueError, AttributeError):
+        identity = None
+    if isinstance(identity, str) and identity:
+        return f"identity {identity}"
+    return f"sha256 {hashlib.sha256(raw).hexdigest()}"
+
+
+def dataset_hash(
+    files: Sequence[Path],
+    views: int,
+    latent_size: int,
+    excluded: Sequence[str],
+    *,
+    image_size: tuple[int, int],
+    class_names: Sequence[str],
+    render: str | None,
+    first_image_bytes: Sequence[int],
+) -> str:
+    """Identifier of a split of a 3DIEBench-layout dataset: what decides its pixels and targets, cheaply.
+
+    It covers the bytes of the split files (which objects, their order and labels), V, L, the image
+    size, the class list, the excluded object ids, the render settings from ``dataset.json`` (see
+    :func:`render_identity`; absent for 3DIEBench) and the byte size of every kept object's first view
+    (``first_image_bytes``, from the directory scan: one ``stat`` per object, no image is read). Another
+    render of the same objects (other field of view, lighting, seed, resolution) changes the settings
+    and the JPEG sizes; a copy or a move of the directory changes nothing. Not covered: an in-place
+    edit that leaves the split files, ``dataset.json`` and every first view's size as they were.
+    """
     digest = hashlib.sha256()
+    digest.update(f"sie dataset identity {IDENTITY_VERSION}\n".encode())
     for path in files:
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
-    digest.update(json.dumps([views, latent_size, sorted(excluded)]).encode())
+    details = {
+        "views": views,
+        "latent_size": latent_size,
+        "excluded": sorted(excluded),
+        "image_size": list(image_size),
+        "class_names": list(class_names),
+        "render": render,
+        "first_image_bytes": hashlib.sha256(np.asarray(first_image_bytes, dtype="<i8").tobytes()).hexdigest(),
+    }
+    digest.update(json.dumps(details, sort_keys=True).encode())
     return digest.hexdigest()[:32]
 
 
@@ -93,6 +157,7 @@ class RawSource(ViewSource):
         latent_size: int,
         image_size: tuple[int, int],
         excluded: list[Problem],
+        first_image_bytes: Sequence[int] = (),
     ) -> None:
         self.root = root
         self.split = spec.name
@@ -111,7 +176,9 @@ class RawSource(ViewSource):
             {spec.object_ids[p.object_index] for p in excluded if p.object_index is not None}
         )
         self.split_files = spec.files
-        self.manifest_hash = dataset_hash(spec.files, views_per_object, latent_size, self.excluded_ids)
+        self.render_identity = render_identity(root)
+        self.first_image_bytes = [int(first_image_bytes[i]) for i in keep] if len(first_image_bytes) else []
+        self.manifest_hash = self.identity(self.excluded_ids)
         self._latents: np.ndarray | None = None
 
     @classmethod
@@ -161,6 +228,25 @@ class RawSource(ViewSource):
             scan.latent_size,
             scan.image_size,
             scan.problems,
+            scan.first_image_bytes,
+        )
+
+    def identity(self, excluded_ids: Sequence[str]) -> str:
+        """:func:`dataset_hash` of this split with ``excluded_ids`` left out (``sie pack`` adds the
+        objects it finds broken while decoding); ``manifest_hash`` is ``identity(self.excluded_ids)``."""
+        excluded = set(excluded_ids)
+        sizes = [
+            b for oid, b in zip(self.object_ids, self.first_image_bytes, strict=False) if oid not in excluded
+        ]
+        return dataset_hash(
+            self.split_files,
+            self.views_per_object,
+            self.latent_size,
+            sorted(excluded),
+            image_size=self.image_size,
+            class_names=self.class_names,
+            render=self.render_identity,
+            first_image_bytes=sizes,
         )
 
     def _object_dir(self, obj: int) -> Path:

@@ -5,12 +5,16 @@ for ``v < V``, view files beyond ``V``, latent files of the wrong length (by siz
 loading), labels that disagree with the sorted synset order and, optionally, JPEG files that do not
 start with the SOI marker or lack the EOI marker near their end (truncated or not JPEG). ``V``, the
 number of views per object, is read from disk: the most common number of images per object.
+The byte size of each object's first view (``image_0.jpg``) is recorded on the way, for the
+dataset's identity (:func:`sie.data.raw.dataset_hash`): one ``stat`` per object, next to the one per
+latent file the scan makes anyway.
 
 The full content check (decoding every JPEG, loading every latent) lives in :mod:`sie.data.check`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections import Counter
@@ -40,6 +44,7 @@ class ObjectListing:
     images: set[int] = field(default_factory=set)
     latents: dict[int, int] = field(default_factory=dict)  # view -> file size in bytes
     bad_jpegs: list[int] = field(default_factory=list)
+    first_image_bytes: int = -1  # size of image_0.jpg (-1: none, or unreadable)
 
 
 @dataclass
@@ -50,6 +55,7 @@ class ScanResult:
     latent_size: int
     image_size: tuple[int, int] | None  # (H, W) of the first readable image header
     problems: list[Problem]
+    first_image_bytes: list[int] = field(default_factory=list)  # per split entry: size of image_0.jpg, or -1
 
 
 def jpeg_markers_ok(path: Path) -> bool:
@@ -79,6 +85,9 @@ def _list_object(obj_dir: Path, check_markers: bool) -> ObjectListing:
         kind, view, ext = m.group(1), int(m.group(2)), m.group(3)
         if kind == "image" and ext == "jpg":
             listing.images.add(view)
+            if view == 0:
+                with contextlib.suppress(OSError):  # a dangling link: found when decoded
+                    listing.first_image_bytes = entry.stat().st_size
             if check_markers and not jpeg_markers_ok(Path(entry.path)):
                 listing.bad_jpegs.append(view)
         elif kind == "latent" and ext == "npy":
@@ -186,4 +195,4 @@ def scan_split(
                 break
             except OSError:
                 continue
-    return ScanResult(views, latent_size, image_size, problems)
+    return ScanResult(views, latent_size, image_size, problems, [li.first_image_bytes for li in listings])

@@ -31,7 +31,10 @@ class ViewSource(ABC):
         views_per_object: V, read from disk.
         latent_size: L, 7 (or 10 for -T datasets).
         image_size: (H, W) of the stored images (``read_views`` returns this size).
-        manifest_hash: a stable identifier of the dataset contents and split (for run records).
+        manifest_hash: the split's identity: a hash of what decides its pixels and targets (for run
+            records, the resume check and the feature cache). A raw split: :func:`sie.data.raw.dataset_hash`
+            (split files, render settings, first-view sizes, ...); a packed store:
+            :func:`sie.data.packed.store_identity` (resolution and every file's sha256). Cheap to compute.
         excluded: problems of the objects left out by ``skip_bad`` (empty otherwise).
     """
 

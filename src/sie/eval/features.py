@@ -11,15 +11,25 @@ depend on the batch it is in and can be computed once and reused by every probe,
 
 Cache files are safetensors, named ``{split}-{R}px-{checkpoint hash}-{manifest hash}.safetensors``
 under ``RUN/eval/features/``, with their key in the file's metadata (format version, checkpoint hash,
-dataset manifest hash, split, resolution, shape). A file is used only if every field of its key
-matches the current checkpoint and dataset; otherwise it is recomputed (or, with ``refuse=True``,
-refused with the list of differences), never mixed. A file left by an overwritten checkpoint (same
-split and dataset, other checkpoint hash) is deleted when the new one is written, since its
-checkpoint no longer exists.
+dataset manifest hash, split, resolution, shape). The manifest hash is the split's identity
+(:attr:`sie.data.ViewSource.manifest_hash`: split files, render settings, pack resolution and file
+hashes, ...). A file is used only if every field of its key matches the current checkpoint and
+dataset; it is never mixed in otherwise. ``RUN/eval/features/datasets.json`` records, per dataset
+location and split, the manifest hash whose features were last used there.
+
+Another cache file of the same split is **stale** when it was written by an older feature format (its
+dataset identity was weaker), when it is of the same dataset (same manifest hash) with another key
+(another checkpoint, e.g. an overwritten one, resolution or size), or when it is of the dataset that
+this location held before (``datasets.json``: the store was packed again, the directory rendered
+again) and no other recorded location still holds that dataset. Stale files are deleted once the new
+features are written; with ``refuse=True`` they are an error listing the differences, before any
+extraction. Caches of other datasets are kept.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -42,15 +52,20 @@ if TYPE_CHECKING:
 __all__ = [
     "FEATURES_FORMAT",
     "FEATURES_VERSION",
+    "LOCATIONS",
     "FeatureKey",
     "SplitFeatures",
     "extract_features",
     "load_or_extract_features",
     "read_feature_key",
+    "read_locations",
+    "refuse_stale",
+    "stale_reason",
 ]
 
 FEATURES_FORMAT = "sie.eval.features"
-FEATURES_VERSION = 1
+FEATURES_VERSION = 2
+"""2: the manifest hash covers render settings, pack resolution and file hashes (1: split files only)."""
 
 _log = get_logger(__name__)
 
@@ -154,24 +169,105 @@ def read_feature_key(path: str | Path) -> dict[str, str]:
         return dict(handle.metadata() or {})
 
 
-def _remove_stale(cache_dir: Path, key: FeatureKey) -> None:
-    """Delete cache files of this split and dataset left by another checkpoint (it was overwritten)."""
-    for other in cache_dir.glob("*.safetensors"):
+LOCATIONS = "datasets.json"
+"""In the cache directory: ``{location: {split: manifest hash}}``, what each dataset location held when
+its features were last used (tells a dataset changed in place from another dataset)."""
+
+
+def _location(source: ViewSource) -> str:
+    return str(Path(source.root).resolve())
+
+
+def read_locations(cache_dir: str | Path) -> dict[str, dict[str, str]]:
+    """The cache's record of dataset locations (empty when missing or unreadable)."""
+    try:
+        data = json.loads((Path(cache_dir) / LOCATIONS).read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {
+        str(loc): {str(k): str(v) for k, v in entry.items()}
+        for loc, entry in data.items()
+        if isinstance(entry, dict)
+    }
+
+
+def _record_location(cache_dir: Path, location: str, split: str, manifest_hash: str) -> None:
+    locations = read_locations(cache_dir)
+    if locations.get(location, {}).get(split) == manifest_hash:
+        return
+    locations.setdefault(location, {})[split] = manifest_hash
+    tmp = cache_dir / f".{LOCATIONS}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(locations, indent=1, sort_keys=True) + "\n")
+    tmp.replace(cache_dir / LOCATIONS)
+
+
+def stale_reason(
+    metadata: dict[str, str], key: FeatureKey, location: str, locations: dict[str, dict[str, str]]
+) -> str | None:
+    """Why a cache file of ``metadata`` is stale for ``key`` of the dataset at ``location`` (``locations``:
+    :func:`read_locations`), or None when it is not (it matches, or is of another split or dataset)."""
+    if metadata.get("format") != FEATURES_FORMAT or metadata.get("split") != key.split:
+        return None
+    if metadata.get("version") != str(key.version):
+        return (
+            f"written by an older sie (features version {metadata.get('version')!r}, expected "
+            f"{key.version!r}: its dataset identity did not cover render settings and pack resolution)"
+        )
+    diffs = key.differences(metadata)
+    if not diffs:
+        return None
+    held = metadata.get("manifest_hash")
+    if held == key.manifest_hash:
+        return "; ".join(diffs)
+    if locations.get(location, {}).get(key.split) != held:
+        return None  # features of another dataset
+    if any(entry.get(key.split) == held for loc, entry in locations.items() if loc != location):
+        return None  # that dataset is still recorded at another location
+    return "; ".join(diffs) + f" (the dataset at {location} changed since these features were cached)"
+
+
+def _stale_files(cache_dir: Path, key: FeatureKey, location: str) -> list[tuple[Path, str]]:
+    if not cache_dir.is_dir():
+        return []
+    locations = read_locations(cache_dir)
+    out = []
+    for other in sorted(cache_dir.glob("*.safetensors")):
         if other.name == key.filename():
             continue
         try:
             meta = read_feature_key(other)
         except Exception:  # an unreadable file is not ours to judge; leave it
             continue
-        if (
-            meta.get("format") == FEATURES_FORMAT
-            and meta.get("split") == key.split
-            and meta.get("manifest_hash") == key.manifest_hash
-            and meta.get("resolution") == str(key.resolution)
-            and meta.get("checkpoint_hash") != key.checkpoint_hash
-        ):
-            _log.info("removing %s: features of a checkpoint that no longer exists", other)
-            other.unlink()
+        reason = stale_reason(meta, key, location, locations)
+        if reason is not None:
+            out.append((other, reason))
+    return out
+
+
+def refuse_stale(source: ViewSource, key: FeatureKey, cache_dir: str | Path) -> None:
+    """UsageError if the cache holds, for ``key``'s split, a file that does not match ``key`` under its
+    name, or, without a matching one, a stale file (see the module docstring); nothing otherwise (a
+    missing cache is no error: the features are extracted)."""
+    cache_dir = Path(cache_dir)
+    path = cache_dir / key.filename()
+    if path.is_file():
+        diffs = key.differences(read_feature_key(path))
+        if diffs:
+            raise UsageError(
+                f"{path}: cached features do not match this checkpoint/dataset: " + "; ".join(diffs)
+            )
+        return
+    location = _location(source)
+    stale = _stale_files(cache_dir, key, location)
+    if stale:
+        other, reason = stale[0]
+        more = f" (and {len(stale) - 1} more)" if len(stale) > 1 else ""
+        raise UsageError(
+            f"{other}: stale cached features of split {key.split!r} for {location}: {reason}{more}; "
+            "run without --refuse-stale-features to recompute them"
+        )
 
 
 def load_or_extract_features(
@@ -187,28 +283,35 @@ def load_or_extract_features(
 ) -> SplitFeatures:
     """Read the split's features from the cache when its key matches; else extract and cache them.
 
-    ``refuse=True`` turns a mismatching cache file into a UsageError listing the differences
-    (instead of recomputing). A cache without embeddings when they are needed is recomputed.
+    ``refuse=True`` turns a mismatching cache file, or a stale one of this split (see the module
+    docstring), into a UsageError listing the differences (:func:`refuse_stale`) instead of
+    recomputing. A cache without embeddings when they are needed is recomputed. Stale files are
+    deleted after a recomputation.
     """
     cache_dir = Path(cache_dir)
     path = cache_dir / key.filename()
+    location = _location(source)
+    if refuse:
+        refuse_stale(source, key, cache_dir)
     labels = torch.as_tensor(np.asarray(source.labels), dtype=torch.int64)
     latents = torch.as_tensor(np.asarray(source.latents), dtype=torch.float64)
+    diffs: list[str] = []
     if path.is_file():
         meta = read_feature_key(path)
         diffs = key.differences(meta)
-        if diffs and refuse:
-            raise UsageError(
-                f"{path}: cached features do not match this checkpoint/dataset: " + "; ".join(diffs)
-            )
         with safe_open(str(path), framework="pt") as handle:
             names = set(handle.keys())
             if not diffs and (not with_embeddings or "embeddings" in names):
                 reps = handle.get_tensor("representations")
                 embs = handle.get_tensor("embeddings") if with_embeddings else None
                 _log.info("features of %s [%s] read from %s", key.split, key.checkpoint_hash, path)
+                _record_location(cache_dir, location, key.split, key.manifest_hash)
                 return SplitFeatures(key, reps, embs, labels, latents, path)
+    stale = _stale_files(cache_dir, key, location)
+    if path.is_file():
         _log.info("recomputing %s: %s", path, "; ".join(diffs) or "embeddings missing")
+    for other, reason in stale:
+        _log.info("recomputing %s features: %s is stale (%s)", key.split, other.name, reason)
     start = time.perf_counter()
     method.eval()
     reps, embs = extract_features(
@@ -234,5 +337,8 @@ def load_or_extract_features(
     tmp = path.with_suffix(".tmp")
     save_file(tensors, str(tmp), metadata=key.metadata())
     tmp.replace(path)
-    _remove_stale(cache_dir, key)
+    _record_location(cache_dir, location, key.split, key.manifest_hash)
+    for other, _ in stale:
+        _log.info("removing %s: stale features", other)
+        other.unlink(missing_ok=True)
     return SplitFeatures(key, reps, embs, labels, latents, path, seconds)

@@ -35,7 +35,7 @@ from sie.data.source import open_split
 from sie.device import resolve_device
 from sie.errors import ConfigError, UsageError
 from sie.eval import figure_data, protocol
-from sie.eval.features import FeatureKey, SplitFeatures, load_or_extract_features
+from sie.eval.features import FeatureKey, SplitFeatures, load_or_extract_features, refuse_stale
 from sie.eval.tasks import REGRESSION_TASKS, regression_tasks_for
 from sie.log import get_logger
 
@@ -167,8 +167,9 @@ def evaluate(
         data_root: a 3DIEBench-layout directory or packed store with ``train`` and ``val`` splits.
         cfg: the eval settings (a Config's ``eval`` section, or an EvalConfig); None = the run's own.
         preset_name: recorded in results.json (which eval preset produced the numbers).
-        refuse_stale_features: a cached feature file that does not match is an error instead of
-            being recomputed.
+        refuse_stale_features: a cached feature file that does not match, or a stale one (of the same
+            dataset or of a dataset changed in place: :mod:`sie.eval.features`), is an error, for every
+            split before any extraction, instead of being recomputed.
     """
     started = time.perf_counter()
     run_dir, data_root = Path(run_dir), Path(data_root)
@@ -210,11 +211,18 @@ def evaluate(
             run_cfg.data.canonical_quaternion,
             orbit_sources["orbit"].latent_size,
         )
-    features: dict[str, SplitFeatures] = {}
-    for split, source in {**sources, **orbit_sources}.items():
-        key = FeatureKey(
+    keys = {
+        split: FeatureKey(
             ckpt, source.manifest_hash, split, resolution, source.num_objects, source.views_per_object
         )
+        for split, source in {**sources, **orbit_sources}.items()
+    }
+    if refuse_stale_features:  # every split before any extraction
+        for split, source in {**sources, **orbit_sources}.items():
+            refuse_stale(source, keys[split], run_dir / "eval" / "features")
+    features: dict[str, SplitFeatures] = {}
+    for split, source in {**sources, **orbit_sources}.items():
+        key = keys[split]
         features[split] = load_or_extract_features(
             method,
             source,
