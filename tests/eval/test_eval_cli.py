@@ -182,6 +182,24 @@ def test_a_store_repacked_at_another_resolution_is_not_reused(
     assert not any(Path(p).exists() for p in first.values())  # the 40 px store's features are deleted
 
 
+def test_report_on_a_run_trained_further_after_its_evaluation(
+    evaluated: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 14: train, evaluate, train further, report: the report showed the first evaluation silently."""
+    run = tmp_path / "vicreg"
+    shutil.copytree(evaluated["vicreg"], run)
+    evaluated_hash = results(run)["checkpoint_hash"]
+    assert main(["train", "--out", str(run), "--resume", "--max-steps", "3"]) == 0
+    now = checkpoint_hash(run / "checkpoint.pt")
+    assert now != evaluated_hash
+    capsys.readouterr()
+    assert main(["report", str(run), str(evaluated["sie"]), "--out", str(tmp_path / "report")]) == 0
+    err = capsys.readouterr().err
+    assert f"evaluated checkpoint {evaluated_hash}, but {run / 'checkpoint.pt'} is now {now}" in err
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert "**Warning:** stale evaluation of vicreg" in md and md.count("**Warning:**") == 1  # sie is current
+
+
 def test_bad_inputs_exit_2_with_one_line(
     runs: dict[str, Path], tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

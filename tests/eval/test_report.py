@@ -11,6 +11,8 @@ import pytest
 import torch
 from tests.eval.results_files import record, write_results
 
+from sie.checkpoint import checkpoint_hash
+from sie.cli import main
 from sie.config import PAPER, config_to_dict
 from sie.errors import UsageError
 from sie.eval import figure_data, report
@@ -111,6 +113,41 @@ def test_report_refuses_a_run_without_results(tmp_path: Path) -> None:
     (tmp_path / "run").mkdir()
     with pytest.raises(UsageError, match=r"no eval/results\.json"):
         report.write_report([tmp_path / "run"], tmp_path / "out")
+
+
+def test_a_run_trained_after_its_evaluation_is_reported_as_stale(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 14: `sie report` showed the old evaluation of a run trained further since, silently. The
+    report still covers every run (one stale run must not sink a comparison) but says so, naming both
+    checkpoint hashes, on stderr, at the top of the report, in the table and in the run's section."""
+    current = write_run(tmp_path, "run-vicreg", "vicreg", 0.8, with_predictor=False)
+    (current / "checkpoint.pt").write_bytes(b"weights that were evaluated")
+    results = json.loads((current / "eval" / "results.json").read_text())
+    results["checkpoint_hash"] = checkpoint_hash(current / "checkpoint.pt")
+    (current / "eval" / "results.json").write_text(json.dumps(results))
+    stale = write_run(tmp_path, "run-sie", "sie", 0.6, with_predictor=True)  # evaluated 0123456789abcdef
+    (stale / "checkpoint.pt").write_bytes(b"weights trained further after the evaluation")
+    now = checkpoint_hash(stale / "checkpoint.pt")
+    copied = write_run(tmp_path, "run-copied", "simclr", 0.5, with_predictor=False)  # no checkpoint.pt
+    capsys.readouterr()
+    out = tmp_path / "out"
+    assert main(["report", str(stale), str(current), str(copied), "--out", str(out)]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(warnings) == 1
+    assert "stale evaluation of sie (run-sie)" in warnings[0]
+    assert f"evaluated checkpoint 0123456789abcdef, but {stale / 'checkpoint.pt'} is now {now}" in warnings[0]
+    md = (out / "report.md").read_text()
+    assert md.splitlines()[2].startswith("> **Warning:** stale evaluation of sie (run-sie)")
+    assert md.count("**Warning:**") == 1 and now in md.splitlines()[2]
+    assert list(table_rows(md)) == ["sie (run-sie) (stale)", "vicreg (run-vicreg)", "simclr (run-copied)",
+                                    "chance level"]  # fmt: skip
+    assert "## Run sie (run-sie) (stale)" in md
+    assert f"checkpoint evaluated: 0123456789abcdef; checkpoint.pt now: {now} (stale evaluation" in md
+    assert (
+        "<p class='warn'><b>Warning:</b> stale evaluation of sie (run-sie)"
+        in (out / "report.html").read_text()
+    )
 
 
 def table_rows(md: str) -> dict[str, dict[str, str]]:

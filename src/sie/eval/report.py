@@ -9,6 +9,13 @@ the rotations and the predictor beat their trivial levels by stated margins, and
 deviations from the reference the run's configuration turns on. The runs are read by
 :func:`sie.eval.run_results.load_run`.
 
+A run whose ``checkpoint.pt`` is no longer the checkpoint its ``results.json`` evaluated (it was trained
+further, or replaced, after the evaluation) is reported anyway, since a report of several runs should
+not fail because of one, but marked: a warning on stderr and at the top of the report naming both
+checkpoint hashes, "(stale)" after its name in the table, and both hashes in its own section
+(:func:`stale_evaluation`). A run directory without ``checkpoint.pt`` (results copied elsewhere) is
+not checked.
+
 The main table follows the paper's layout: one row per run (method), columns top-1 accuracy per
 representation part, rotation R² per part, colour R² (full representation; and of the invariant part,
 where lower is better: an invariant part should not encode colour), and for methods with a predictor
@@ -21,11 +28,12 @@ from __future__ import annotations
 
 import base64
 import html
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sie.checkpoint import CHECKPOINT_FILENAME, checkpoint_hash
 from sie.errors import UsageError
 from sie.eval import figures
 from sie.eval.figure_data import steering_sweeps
@@ -36,6 +44,7 @@ from sie.log import get_logger
 __all__ = [
     "MAIN_COLUMNS",
     "main_table",
+    "stale_evaluation",
     "write_report",
 ]
 
@@ -133,16 +142,19 @@ def _bold_cells(runs: Sequence[RunResults], col: Column) -> set[int]:
     return {i for i, v in eligible if v == best}
 
 
-def main_table(runs: Sequence[RunResults]) -> Table:
-    """The paper-layout table: runs as rows, honest bold (see :func:`_bold_cells`), chance row last."""
+def main_table(runs: Sequence[RunResults], stale: Collection[int] = ()) -> Table:
+    """The paper-layout table: runs as rows, honest bold (see :func:`_bold_cells`), chance row last.
+
+    Runs whose index is in ``stale`` (see :func:`stale_evaluation`) get "(stale)" after their name.
+    """
     columns = [c for c in MAIN_COLUMNS if any(r.summary(c) for r in runs)]
     header = ["Method", *[c.title for c in columns]]
     rows: list[list[str]] = []
     bold: set[tuple[int, int]] = set()
     for j, col in enumerate(columns):
         bold |= {(i, j + 1) for i in _bold_cells(runs, col)}
-    for r in runs:
-        row = [r.label]
+    for i, r in enumerate(runs):
+        row = [r.label + (" (stale)" if i in stale else "")]
         for col in columns:
             s = r.summary(col)
             if s is not None:
@@ -213,11 +225,39 @@ def _online_references(runs: Sequence[RunResults]) -> dict[str, list[tuple[str, 
     return refs
 
 
+# ---- stale evaluations ------------------------------------------------------------------------------------
+
+
+def stale_evaluation(run: RunResults) -> tuple[str, str] | None:
+    """``(evaluated hash, current hash)`` when the run's ``checkpoint.pt`` is not the checkpoint its
+    ``results.json`` evaluated (``"unknown"`` where results.json does not say, or ``"unreadable"``);
+    None when they agree or the run directory has no checkpoint.pt."""
+    path = run.run_dir / CHECKPOINT_FILENAME
+    if not path.is_file():
+        return None
+    evaluated = str(run.results.get("checkpoint_hash") or "unknown")
+    try:
+        current = checkpoint_hash(path)
+    except OSError:
+        current = "unreadable"
+    return None if current == evaluated else (evaluated, current)
+
+
+def _stale_message(run: RunResults, hashes: tuple[str, str]) -> str:
+    evaluated, current = hashes
+    root = run.results.get("dataset", {}).get("root", "ROOT")
+    return (
+        f"stale evaluation of {run.label}: {run.run_dir / 'eval' / 'results.json'} evaluated checkpoint "
+        f"{evaluated}, but {run.run_dir / CHECKPOINT_FILENAME} is now {current} (trained further or replaced "
+        f"since); its numbers here describe the older checkpoint; re-run `sie eval {run.run_dir} --data {root}`"
+    )
+
+
 # ---- rendering ------------------------------------------------------------------------------------------
 
 Block = tuple[
     str, Any
-]  # ("h2"|"h3", text) | ("p", text) | ("list", [text]) | ("table", Table) | ("img", (path, alt))
+]  # ("h2"|"h3", text) | ("p"|"warn", text) | ("list", [text]) | ("table", Table) | ("img", (path, alt))
 
 
 def _md(blocks: list[Block], out_dir: Path) -> str:
@@ -227,6 +267,8 @@ def _md(blocks: list[Block], out_dir: Path) -> str:
             lines += ["#" * int(kind[1]) + " " + content, ""]
         elif kind == "p":
             lines += [content, ""]
+        elif kind == "warn":
+            lines += [f"> **Warning:** {content}", ""]
         elif kind == "list":
             lines += [f"- {item}" for item in content] + [""]
         elif kind == "table":
@@ -254,6 +296,7 @@ tr:last-child td { color: #777; font-style: italic; }
 table.detail tr:last-child td { color: inherit; font-style: normal; }
 caption { caption-side: bottom; text-align: left; color: #555; font-size: 0.85em; padding-top: 0.4em; }
 img { max-width: 100%; border: 1px solid #eee; margin: 0.5em 0; }
+p.warn { background: #fff3cd; border: 1px solid #e0b000; padding: 0.5em 0.8em; }
 """
 
 
@@ -265,6 +308,8 @@ def _html(blocks: list[Block], title: str) -> str:
             out.append(f"<{kind}>{html.escape(content)}</{kind}>")
         elif kind == "p":
             out.append(f"<p>{html.escape(content)}</p>")
+        elif kind == "warn":
+            out.append(f"<p class='warn'><b>Warning:</b> {html.escape(content)}</p>")
         elif kind == "list":
             out.append("<ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in content) + "</ul>")
         elif kind == "table":
@@ -364,12 +409,16 @@ def write_report(run_dirs: Sequence[str | Path], out_dir: str | Path) -> tuple[P
     if not run_dirs:
         raise UsageError("sie report: give at least one run directory")
     runs = [load_run(r) for r in run_dirs]
+    stale = {i: h for i, r in enumerate(runs) if (h := stale_evaluation(r)) is not None}
+    for i, hashes in stale.items():
+        _log.warning("warning: %s", _stale_message(runs[i], hashes))
     out_dir = Path(out_dir)
     fig_dir = out_dir / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
     blocks: list[Block] = [("h1", "sie evaluation report")]
+    blocks += [("warn", _stale_message(runs[i], hashes)) for i, hashes in stale.items()]
     blocks += [("p", verdict(r)) for r in runs]
-    blocks += [("p", THRESHOLDS), ("h2", "Comparison"), ("table", main_table(runs))]
+    blocks += [("p", THRESHOLDS), ("h2", "Comparison"), ("table", main_table(runs, stale))]
     notes = [f"{r.label}: {n}" for r in runs for n in r.results.get("notes", [])]
     if notes:
         blocks.append(("list", notes))
@@ -389,14 +438,20 @@ def write_report(run_dirs: Sequence[str | Path], out_dir: str | Path) -> tuple[P
         path = figures.save_png(fig, fig_dir / "dataset_preview.png")
         blocks += [("h2", "Dataset preview"), ("p", f"Val views, from {preview.results['dataset']['root']}."),
                    ("img", (path, "dataset preview"))]  # fmt: skip
-    for r in runs:
+    for i, r in enumerate(runs):
         res = r.results
         cfg = res.get("config", {})
+        checkpoint = f"checkpoint: {res.get('checkpoint_hash')}"
+        if i in stale:
+            checkpoint = (
+                f"checkpoint evaluated: {stale[i][0]}; {CHECKPOINT_FILENAME} now: {stale[i][1]} "
+                "(stale evaluation: re-run `sie eval`)"
+            )
         blocks += [
-            ("h2", f"Run {r.label}"),
+            ("h2", f"Run {r.label}" + (" (stale)" if i in stale else "")),
             ("list", [
                 f"run directory: {res.get('run')}",
-                f"checkpoint: {res.get('checkpoint_hash')}",
+                checkpoint,
                 f"dataset: {res['dataset']['root']} ("
                 + ", ".join(f"{s} {d['objects']} objects x {d['views']} views, manifest {d['manifest_hash']}"
                             for s, d in res["dataset"]["splits"].items()) + ")",
