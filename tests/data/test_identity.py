@@ -1,4 +1,4 @@
-"""A split's identity (``manifest_hash``) covers what decides its pixels and targets (issue 14, item 2).
+"""A split's identity (``manifest_hash``) covers what decides its pixels and targets.
 
 Before, it covered the split files only: a store packed at another resolution, or a dataset rendered
 again with other settings under the same object ids, had the identity of the old one, so evaluation

@@ -1,6 +1,6 @@
 """Integrity of what a training run leaves on disk: no poisoned checkpoint, clean logs, exact plans.
 
-Each test reproduces one defect of issue 14 on the tiny dataset (9 training objects) with a small
+Each test reproduces one defect found by fault injection on the tiny dataset (9 training objects) with a small
 convnet, so that a checkpoint is a few hundred kB and a step a few milliseconds.
 """
 

@@ -1,4 +1,4 @@
-"""`sie train --resume --data` on a dataset drawn again under the same object ids (issue 14, item 2).
+"""`sie train --resume --data` on a dataset drawn again under the same object ids.
 
 The dataset identity covered the split files only, so images of another size (or another camera) in
 the same place were accepted as the data the run trained on. Now the resume is refused, naming both

@@ -11,7 +11,7 @@ The protocol of the reference scripts (facebookresearch/SIE; docs/evaluation.md)
 * Single-view regression (absolute rotation): one view per object, MLP, MSE.
 
 Views and pairs are re-drawn every epoch from a generator seeded by ``(seed, task, epoch)``, so a probe
-is a pure function of its seed (the reference draws them from an unseeded generator, issue 15).
+is a pure function of its seed (the reference draws them from an unseeded generator; docs/evaluation.md).
 Evaluation is deterministic too: every view of every object (classification) or, for pairs, every view
 paired with one other view drawn once from the seed (:func:`evaluation_pairs`), which estimates the
 same quantity as the reference's single random draw per object, with less variance.

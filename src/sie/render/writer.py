@@ -52,7 +52,7 @@ class ObjectWriter:
         key: ``'SYNSET/OBJ'``.
         threads: a one-thread executor to write on (shared across objects); None writes inline.
         jpeg_quality: JPEG quality (PIL, 4:2:0 chroma subsampling like OpenCV's default).
-        swap_red_blue: store B, G, R in the file's R, G, B (the reference's cv2 mix-up, sie.md bug 24).
+        swap_red_blue: store B, G, R in the file's R, G, B (the reference's cv2.imwrite of RGB data; docs/render.md).
     """
 
     def __init__(
@@ -143,7 +143,7 @@ def write_object(
         images: (V, H, W, 3) uint8 RGB.
         latents: (V, L) float64.
         jpeg_quality: JPEG quality (PIL, 4:2:0 chroma subsampling like OpenCV's default).
-        swap_red_blue: store B, G, R in the file's R, G, B (the reference's cv2 mix-up, sie.md bug 24).
+        swap_red_blue: store B, G, R in the file's R, G, B (the reference's cv2.imwrite of RGB data; docs/render.md).
     """
     writer = ObjectWriter(root, key, jpeg_quality=jpeg_quality, swap_red_blue=swap_red_blue)
     try:
