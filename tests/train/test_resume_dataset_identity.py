@@ -41,3 +41,21 @@ def test_resume_on_data_drawn_again_is_a_change(
     info = json.loads((run / "run.json").read_text())
     assert info["manifest_hash"] != trained_on and info["step"] == 3
     assert "data.manifest_hash" in json.dumps(info)  # the change is recorded
+
+
+def test_a_run_of_an_older_sie_is_told_why_its_identity_does_not_compare(
+    tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(tiny_dataset), "--out", str(run), *ARGS, "--max-steps", "1"]) == 0
+    info = json.loads((run / "run.json").read_text())
+    assert info["dataset_identity_version"] >= 2
+    # What an older sie wrote: no identity version, a hash of the split files only.
+    del info["dataset_identity_version"]
+    info["manifest_hash"] = "0123456789abcdef0123456789abcdef"
+    (run / "run.json").write_text(json.dumps(info))
+    capsys.readouterr()
+    resume = ["train", "--out", str(run), "--resume", "--data", str(tiny_dataset), "--max-steps", "2"]
+    assert main(resume) == 2
+    assert "holds a dataset identity of an older sie (split files only)" in capsys.readouterr().err
+    assert main([*resume, "--allow-config-change"]) == 0

@@ -19,6 +19,7 @@ from sie.checkpoint import (
     remove_stale_temporaries,
 )
 from sie.config import CONFIG_FILENAME, Config, config_from_dict, save_config
+from sie.data.raw import IDENTITY_VERSION as DATASET_IDENTITY_VERSION
 from sie.device import resolve_precision
 from sie.errors import UsageError, WorkFailed
 from sie.log import get_logger
@@ -102,6 +103,14 @@ def build_run(
     source = open_split(cfg.data.root, "train", skip_bad=cfg.data.skip_bad)
     if resume and previous_info.get("manifest_hash") not in (None, source.manifest_hash):
         if not allow_config_change:
+            if "dataset_identity_version" not in previous_info:
+                # run.json of an older sie, whose identity covered the split files only: not comparable.
+                raise UsageError(
+                    f"--resume {out}: its run.json holds a dataset identity of an older sie (split files "
+                    f"only), which cannot be compared with the dataset at {cfg.data.root} "
+                    f"({source.manifest_hash}); if it is the dataset this run trained on, pass "
+                    "--allow-config-change (recorded in run.json)"
+                )
             raise UsageError(
                 f"--resume {out}: the dataset at {cfg.data.root} is not the one this run trained on "
                 f"(manifest hash {source.manifest_hash} vs {previous_info['manifest_hash']}); "
@@ -276,6 +285,7 @@ def initial_info(
         {
             "data_root": str(cfg.data.root),
             "manifest_hash": str(source.manifest_hash),
+            "dataset_identity_version": DATASET_IDENTITY_VERSION,
             "num_objects": int(source.num_objects),
             "num_classes": len(source.class_names),
             "transform": cfg.data.transform,
