@@ -487,6 +487,8 @@ def main(argv: list[str] | None = None) -> None:
         "preset": args.preset,
         "overrides": args.overrides,
         "budgets_min": budgets,
+        "ceiling": str(args.ceiling) if args.ceiling is not None else None,
+        "ceiling_steps_per_s": args.ceiling_steps_per_s,
         "cpu": _cpu_name(),
         "cores": len(os.sched_getaffinity(0)),
         "torch": torch.__version__,
