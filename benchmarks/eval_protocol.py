@@ -39,11 +39,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.helpers.tiny_dataset import write_tiny_dataset
 
 from sie.config import resolve_config
+from sie.engine import train
 from sie.eval.presets import eval_preset
 from sie.eval.probes import build_mlp_head
 from sie.eval.run import evaluate
 from sie.nn.backbones import build_backbone
-from sie.train import train
 
 FULL = {"train_objects": 41_920, "val_objects": 10_552, "views": 50, "epochs": 300, "batch": 256}
 

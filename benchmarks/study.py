@@ -50,11 +50,11 @@ import torch
 
 from sie.config import Config, apply_overrides, resolve_config
 from sie.data.pack import pack_dataset
+from sie.engine import train
 from sie.eval import evaluate
 from sie.eval.report import write_report
 from sie.log import setup_logging
 from sie.render.generator import render_dataset
-from sie.train import train
 
 # (label, registered method, config overrides on the preset), in the order seeds run them: the rows the
 # paper's question needs first. The ``cpu`` preset turns on model.hypernetwork_init_gain=1; the

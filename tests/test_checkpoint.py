@@ -15,8 +15,8 @@ from torch import nn
 
 import sie.checkpoint as ckpt
 from sie.config import Config, ModelConfig, resolve_config
+from sie.engine.state import capture_rng_state
 from sie.errors import UsageError, WorkFailed
-from sie.train.state import capture_rng_state
 
 
 class _TinyBackbone(nn.Module):

@@ -22,3 +22,9 @@ def test_evaluate_refuses_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
 
 def test_public_names() -> None:
     assert {"train", "evaluate", "list_methods", "load_backbone", "__version__"} <= set(sie.__all__)
+
+
+def test_train_stays_the_function_after_the_engine_is_imported() -> None:
+    import sie.engine
+
+    assert callable(sie.train) and sie.train.__module__ == "sie" and sie.engine.train is not sie.train

@@ -31,10 +31,9 @@ def train(
 ) -> Path:
     """Pre-train ``cfg.model.method`` on ``cfg.data.root`` into the run directory ``out`` (see docs/training.md).
 
-    Once ``sie.train`` (the package) has been imported, ``sie.train`` is that package, which is
-    callable with the same arguments.
+    The engine lives in :mod:`sie.engine`; this function stays ``sie.train`` whatever is imported.
     """
-    from sie.train.loop import train as run_training
+    from sie.engine.loop import train as run_training
 
     return run_training(cfg, out, resume=resume, allow_config_change=allow_config_change, max_steps=max_steps)
 

@@ -223,9 +223,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from sie.config import CONFIG_FILENAME
+    from sie.engine import train
     from sie.errors import UsageError
     from sie.log import is_main_process
-    from sie.train import train
 
     out = Path(args.out)
     if args.resume:

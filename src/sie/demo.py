@@ -261,8 +261,8 @@ def run_demo(
     pack_dataset(data_dir, packed_dir, resolution=spec.image_size, workers=os.cpu_count() or 1)
     log.info("pack done in %.0f s", time.perf_counter() - t)
 
+    from sie.engine import train
     from sie.eval import evaluate
-    from sie.train import train
 
     runs: list[MethodResult] = []
     for index, name in enumerate(methods):

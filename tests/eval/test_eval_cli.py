@@ -18,8 +18,8 @@ from sie.cli import main
 from sie.config import RenderConfig, resolve_config
 from sie.data import open_split
 from sie.data.pack import pack_dataset
+from sie.engine import train
 from sie.render.generator import render_dataset
-from sie.train import train
 
 QUICK = ["--preset", "quick", "--set", "eval.probe_epochs=2", "--set", "eval.probe_hidden=32-32"]
 

@@ -187,7 +187,7 @@ def test_a_method_declares_its_views_per_sample() -> None:
 
 def test_default_parameter_groups_and_the_optimiser_layout() -> None:
     from sie.config import OptimConfig
-    from sie.train.optim import build_optimizer, optimizer_groups, set_lr
+    from sie.engine.optim import build_optimizer, optimizer_groups, set_lr
 
     a, b, frozen = torch.nn.Linear(3, 2), torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
     frozen.requires_grad_(False)

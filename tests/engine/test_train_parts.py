@@ -14,13 +14,13 @@ import pytest
 import torch
 
 from sie.config import Config, ModelConfig, TrainConfig
+from sie.engine.faults import nonfinite_terms
+from sie.engine.launch import per_device_batch_size
+from sie.engine.metrics import MetricsLog, WindowMeter, truncate_metrics
+from sie.engine.online import OnlineEvaluator, rotation_target_dim
+from sie.engine.signals import StopRequest
+from sie.engine.state import capture_rng_state, restore_rng_state, resume_config_changes
 from sie.errors import ConfigError
-from sie.train.faults import nonfinite_terms
-from sie.train.launch import per_device_batch_size
-from sie.train.metrics import MetricsLog, WindowMeter, truncate_metrics
-from sie.train.online import OnlineEvaluator, rotation_target_dim
-from sie.train.signals import StopRequest
-from sie.train.state import capture_rng_state, restore_rng_state, resume_config_changes
 
 
 def _draws() -> tuple[float, float, float]:
@@ -142,8 +142,8 @@ def test_online_evaluator_shapes_metrics_and_no_gradient_to_inputs() -> None:
 
 
 def test_init_distributed_reads_torchrun_environment_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sie.engine.launch import init_distributed, wrap
     from sie.errors import UsageError
-    from sie.train.launch import init_distributed, wrap
 
     for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         monkeypatch.delenv(name, raising=False)
@@ -161,7 +161,7 @@ def test_init_distributed_reads_torchrun_environment_only(monkeypatch: pytest.Mo
 
 
 def test_sync_batchnorm_conversion_keeps_parameters_keys_and_single_process_behaviour() -> None:
-    from sie.train.sync_bn import SyncBatchNormCPU, convert_to_sync_batchnorm
+    from sie.engine.sync_bn import SyncBatchNormCPU, convert_to_sync_batchnorm
 
     torch.manual_seed(0)
     net = torch.nn.Sequential(

@@ -1,6 +1,6 @@
-"""One rank of a 2-process gloo test, started by tests/train/test_ddp.py with torchrun's variables.
+"""One rank of a 2-process gloo test, started by tests/engine/test_ddp.py with torchrun's variables.
 
-    python tests/train/ddp_worker.py OUT_DIR CONFIG.yaml RUN_DIR MAX_STEPS
+    python tests/engine/ddp_worker.py OUT_DIR CONFIG.yaml RUN_DIR MAX_STEPS
 
 1. SyncBatchNormCPU against BatchNorm on the whole batch: every rank writes OUT_DIR/rank{R}.json;
 2. the real training loop for MAX_STEPS steps in the process group set up for step 1 (so the loop's
@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from sie.train.sync_bn import convert_to_sync_batchnorm
+from sie.engine.sync_bn import convert_to_sync_batchnorm
 
 
 def _net() -> nn.Module:
@@ -83,7 +83,7 @@ def syncbn(out_dir: Path) -> None:
 
 def train(config_path: Path, run_dir: Path, max_steps: int) -> None:
     from sie.config import load_config_file
-    from sie.train import train as run_training
+    from sie.engine import train as run_training
 
     run_training(load_config_file(config_path), run_dir, max_steps=max_steps)
 

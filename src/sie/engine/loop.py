@@ -11,7 +11,7 @@
   a checkpoint every ``train.checkpoint_every_min`` minutes and at each epoch end (with the
   backbone export next to it), and a graceful stop on SIGINT/SIGTERM or at ``max_steps``.
 
-The build phase lives in :mod:`sie.train.build`, the run's state and its files in :mod:`sie.train.run`.
+The build phase lives in :mod:`sie.engine.build`, the run's state and its files in :mod:`sie.engine.run`.
 
 Exact resume: a checkpoint stores the position inside the epoch; the resumed run rebuilds the
 epoch's loader (deterministic in seed, epoch and object index), skips the batches already
@@ -33,16 +33,16 @@ from tqdm import tqdm
 from sie.checkpoint import CHECKPOINT_FILENAME
 from sie.config import Config, validate
 from sie.device import autocast
+from sie.engine.build import build_run
+from sie.engine.faults import NonFiniteLoss, nonfinite_terms
+from sie.engine.launch import all_reduce_sum, init_distributed, shutdown
+from sie.engine.metrics import WindowMeter, peak_memory_mb
+from sie.engine.optim import set_lr
+from sie.engine.run import TrainingRun, finish_run, kept_checkpoint, save_training_state, write_run_info
+from sie.engine.signals import StopRequest
 from sie.log import format_duration, get_logger
 from sie.methods.base import StepProgress
 from sie.seeding import derive_seed
-from sie.train.build import build_run
-from sie.train.faults import NonFiniteLoss, nonfinite_terms
-from sie.train.launch import all_reduce_sum, init_distributed, shutdown
-from sie.train.metrics import WindowMeter, peak_memory_mb
-from sie.train.optim import set_lr
-from sie.train.run import TrainingRun, finish_run, kept_checkpoint, save_training_state, write_run_info
-from sie.train.signals import StopRequest
 
 __all__ = ["train"]
 

@@ -16,8 +16,8 @@ import torch.distributed as dist
 from torch import nn
 
 from sie.device import resolve_device
+from sie.engine.sync_bn import convert_to_sync_batchnorm
 from sie.errors import ConfigError, UsageError
-from sie.train.sync_bn import convert_to_sync_batchnorm
 
 __all__ = [
     "DistContext",
@@ -113,7 +113,7 @@ def wrap(module: nn.Module, ctx: DistContext, *, sync_bn: bool) -> nn.Module:
     """SyncBatchNorm (when asked) and DDP for a distributed run; the module itself otherwise.
 
     SyncBatchNorm is PyTorch's on CUDA; on CPU (gloo), where PyTorch's refuses to run, it is
-    :class:`sie.train.sync_bn.SyncBatchNormCPU`. Either keeps the state-dict keys of BatchNorm.
+    :class:`sie.engine.sync_bn.SyncBatchNormCPU`. Either keeps the state-dict keys of BatchNorm.
     """
     if not ctx.distributed:
         return module

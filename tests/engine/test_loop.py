@@ -17,11 +17,11 @@ import sie
 import sie.methods
 from sie.checkpoint import load_backbone, load_checkpoint, load_method
 from sie.config import Config, DataConfig, ModelConfig, TrainConfig
+from sie.engine import train
+from sie.engine.faults import NonFiniteLoss
 from sie.errors import ConfigError, UsageError
 from sie.methods import METHODS, build_method
 from sie.seeding import seed_everything
-from sie.train import train
-from sie.train.faults import NonFiniteLoss
 
 
 def tiny_config(root: Path, method: str = "sie", **train_kw: Any) -> Config:
@@ -207,7 +207,7 @@ def test_resume_with_another_config_is_refused_or_recorded(tiny_dataset: Path, t
 def test_checkpoint_every_epochs_saves_every_nth_epoch_and_the_last(
     tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import sie.train.loop as loop
+    import sie.engine.loop as loop
 
     saved: list[tuple[int, int]] = []
     real_save = loop.save_training_state

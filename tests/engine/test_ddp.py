@@ -16,9 +16,9 @@ import torch
 from sie.checkpoint import load_checkpoint
 from sie.config import Config, DataConfig, ModelConfig, OptimConfig, TrainConfig, save_config
 from sie.data import make_train_loader, open_split
+from sie.engine import train
 from sie.methods import build_method
 from sie.seeding import seed_everything
-from sie.train import train
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 REPO = Path(__file__).resolve().parents[2]

@@ -21,16 +21,16 @@ from sie.checkpoint import (
 from sie.config import CONFIG_FILENAME, Config, config_from_dict, save_config
 from sie.data.raw import IDENTITY_VERSION as DATASET_IDENTITY_VERSION
 from sie.device import resolve_precision
+from sie.engine.faults import nonfinite_entries
+from sie.engine.launch import DistContext, per_device_batch_size, wrap
+from sie.engine.metrics import METRICS_FILENAME, MetricsLog, reset_metrics, truncate_metrics
+from sie.engine.online import OnlineEvaluator, rotation_target_dim
+from sie.engine.optim import build_optimizer
+from sie.engine.run import TrainingRun, write_run_info
+from sie.engine.state import format_config_changes, restore_rng_state, resume_config_changes
 from sie.errors import UsageError, WorkFailed
 from sie.log import get_logger
 from sie.seeding import seed_everything
-from sie.train.faults import nonfinite_entries
-from sie.train.launch import DistContext, per_device_batch_size, wrap
-from sie.train.metrics import METRICS_FILENAME, MetricsLog, reset_metrics, truncate_metrics
-from sie.train.online import OnlineEvaluator, rotation_target_dim
-from sie.train.optim import build_optimizer
-from sie.train.run import TrainingRun, write_run_info
-from sie.train.state import format_config_changes, restore_rng_state, resume_config_changes
 
 __all__ = ["build_run"]
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from sie.train.schedule import lr_at, warmup_steps_for
+from sie.engine.schedule import lr_at, warmup_steps_for
 
 
 def test_constant_is_the_reference_schedule() -> None:

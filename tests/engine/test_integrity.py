@@ -14,13 +14,13 @@ from typing import Any
 import pytest
 import torch
 
+import sie.engine.build
 import sie.methods
-import sie.train.build
 from sie.checkpoint import load_checkpoint
 from sie.config import Config, DataConfig, ModelConfig, TrainConfig
+from sie.engine import train
+from sie.engine.faults import NonFiniteLoss, NonFiniteState
 from sie.errors import UsageError
-from sie.train import train
-from sie.train.faults import NonFiniteLoss, NonFiniteState
 
 
 def small_config(root: Path, method: str = "vicreg", **train_kw: Any) -> Config:
@@ -57,7 +57,7 @@ def all_finite(state: dict[str, Any]) -> bool:
 
 def _poison_after(monkeypatch: pytest.MonkeyPatch, at_step: int, where: str) -> None:
     """After the optimiser step of step ``at_step`` (0-based), write inf into one tensor of ``where``."""
-    real_build, real_optimizer = sie.methods.build_method, sie.train.build.build_optimizer
+    real_build, real_optimizer = sie.methods.build_method, sie.engine.build.build_optimizer
     optimizers: list[torch.optim.Optimizer] = []
 
     def build_optimizer(*args: Any, **kwargs: Any) -> torch.optim.Optimizer:
@@ -85,7 +85,7 @@ def _poison_after(monkeypatch: pytest.MonkeyPatch, at_step: int, where: str) -> 
         return method
 
     monkeypatch.setattr(sie.methods, "build_method", poisoned_build)
-    monkeypatch.setattr(sie.train.build, "build_optimizer", build_optimizer)
+    monkeypatch.setattr(sie.engine.build, "build_optimizer", build_optimizer)
 
 
 @pytest.mark.parametrize(
@@ -134,7 +134,7 @@ def test_a_poisoned_checkpoint_from_an_older_version_is_not_resumed(
 
 def _die_before_step(monkeypatch: pytest.MonkeyPatch, step: int) -> None:
     """Kill the run (no checkpoint, as kill -9) when it is about to run optimiser step ``step`` + 1."""
-    import sie.train.loop as loop
+    import sie.engine.loop as loop
 
     real_step = loop._step
 
@@ -353,7 +353,7 @@ def test_a_run_directory_made_read_only_mid_run_reports_the_real_error(
     import tempfile
 
     import sie.checkpoint
-    import sie.train.loop as loop
+    import sie.engine.loop as loop
     from sie.cli import main
     from sie.config import save_config
 
@@ -391,7 +391,7 @@ def test_a_run_directory_made_read_only_mid_run_reports_the_real_error(
 def test_an_unwritable_metrics_jsonl_is_one_line_at_start_and_mid_run(
     tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import sie.train.loop as loop
+    import sie.engine.loop as loop
     from sie.cli import main
     from sie.config import save_config
 

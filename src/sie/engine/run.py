@@ -22,13 +22,13 @@ from sie.checkpoint import (
 )
 from sie.config import Config, config_to_dict
 from sie.device import Precision
+from sie.engine.faults import NonFiniteState, nonfinite_entries
+from sie.engine.launch import DistContext, all_reduce_max
+from sie.engine.metrics import MetricsLog
+from sie.engine.schedule import lr_at, warmup_steps_for
+from sie.engine.state import capture_rng_state
 from sie.errors import WorkFailed
 from sie.methods.base import Method
-from sie.train.faults import NonFiniteState, nonfinite_entries
-from sie.train.launch import DistContext, all_reduce_max
-from sie.train.metrics import MetricsLog
-from sie.train.schedule import lr_at, warmup_steps_for
-from sie.train.state import capture_rng_state
 
 __all__ = [
     "TrainingRun",
@@ -43,7 +43,7 @@ __all__ = [
 
 @dataclass
 class TrainingRun:
-    """Everything the loop needs, built once by :func:`sie.train.build.build_run`."""
+    """Everything the loop needs, built once by :func:`sie.engine.build.build_run`."""
 
     cfg: Config
     out: Path

@@ -6,7 +6,7 @@ group, so a method without groups of its own gets exactly the reference's single
 ``optim.exclude_bias_and_norm`` splits each group into one with weight decay and one without for
 biases and normalisation parameters (every parameter with at most one dimension); the reference
 defines that option but never uses it, so it is off by default. Each step the learning rate of every
-group is set to the scheduled rate (:func:`sie.train.schedule.lr_at`) times the group's ``lr_scale``.
+group is set to the scheduled rate (:func:`sie.engine.schedule.lr_at`) times the group's ``lr_scale``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A method with an EMA target (``byol``) through the real training loop: exact resume, target included.
 
-Same pattern as the resume test of tests/train/test_loop.py, on the tiny dataset: a run interrupted
+Same pattern as the resume test of tests/engine/test_loop.py, on the tiny dataset: a run interrupted
 mid-epoch and resumed must repeat the uninterrupted run's losses step by step and end with the same
 weights, the EMA target's parameters and its last momentum among them (they live in the method's
 state dict, so the checkpoint carries them; the momentum schedule depends only on the step).
@@ -18,10 +18,10 @@ import torch
 
 from sie.checkpoint import load_checkpoint
 from sie.config import Config, DataConfig, ModelConfig, TrainConfig
+from sie.engine import train
 from sie.methods import build_method
 from sie.methods.byol import BYOLConfig
 from sie.seeding import seed_everything
-from sie.train import train
 
 BASE = 0.9  # far from 1 so the target visibly lags the online network after a few steps
 
