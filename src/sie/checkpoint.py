@@ -25,9 +25,7 @@ import glob
 import hashlib
 import io
 import json
-import os
-import tempfile
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from sie.errors import UsageError, WorkFailed
+from sie.files import atomic_write
 
 if TYPE_CHECKING:
     from sie.config import Config
@@ -68,45 +67,7 @@ RUN_INFO_FILENAME = "run.json"
 _WRAPPER_SEGMENTS = ("module", "_orig_mod")
 
 
-# ---- atomic writes -----------------------------------------------------------------------------
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make a rename durable: fsync the directory entry (a no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-@contextlib.contextmanager
-def atomic_write(path: str | Path) -> Iterator[io.BufferedWriter]:
-    """Open a temporary file next to ``path`` for binary writing; rename it over ``path`` on success.
-
-    On any exception the temporary file is removed, ``path`` is left exactly as it was, and the
-    exception propagates.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    _fsync_directory(path.parent)
+# ---- atomic writes: sie.files (re-exported here for the run-directory writers) --------------
 
 
 def remove_stale_temporaries(directory: str | Path, names: Iterable[str]) -> list[Path]:

@@ -892,8 +892,8 @@ def save_config(cfg: Config, directory: str | Path) -> Path:
     """Write the resolved config as ``DIR/config.yaml`` (atomically) and return its path."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / CONFIG_FILENAME
-    tmp = path.with_suffix(".yaml.tmp")
-    tmp.write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
-    tmp.replace(path)
-    return path
+    from sie.files import atomic_write_text
+
+    return atomic_write_text(
+        directory / CONFIG_FILENAME, yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
+    )

@@ -10,16 +10,21 @@ import torch
 
 from sie.errors import UsageError
 
-__all__ = ["Precision", "autocast", "resolve_device", "resolve_precision"]
+__all__ = ["Precision", "autocast", "default_device_name", "resolve_device", "resolve_precision"]
 
 DeviceName = Literal["auto", "cpu", "cuda"]
 PrecisionName = Literal["fp32", "bf16", "fp16"]
 
 
+def default_device_name() -> str:
+    """What ``auto`` means everywhere (training, evaluation, rendering): ``cuda`` when PyTorch sees a GPU."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
     """``auto`` -> ``cuda:LOCAL_RANK`` when CUDA is available, else ``cpu``; ``cuda`` without a GPU is an error."""
     if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
+        name = default_device_name()
     if name == "cpu":
         return torch.device("cpu")
     if name == "cuda":

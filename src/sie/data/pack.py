@@ -43,6 +43,7 @@ from sie.data.raw import IDENTITY_VERSION, RawSource, check_image_size, decode_i
 from sie.data.splits import find_split_names
 from sie.data.transforms import resize_uint8
 from sie.errors import UsageError
+from sie.files import atomic_write, atomic_write_text
 from sie.log import get_logger
 
 __all__ = ["DEFAULT_SHARD_BYTES", "pack_dataset"]
@@ -89,18 +90,12 @@ def _fsync(path: Path) -> None:
 
 
 def _write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-    _fsync(tmp)
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True))
 
 
 def _save_npy_atomic(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, array, allow_pickle=False)
-    _fsync(tmp)
-    os.replace(tmp, path)
+    with atomic_write(path) as handle:
+        np.save(handle, array, allow_pickle=False)
 
 
 def _shard_done(task: _ShardTask) -> bool:

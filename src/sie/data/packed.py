@@ -44,6 +44,7 @@ from sie.data.problems import Problem
 from sie.data.raw import RENDER_MANIFEST, render_identity
 from sie.data.source import ViewSource
 from sie.errors import UsageError
+from sie.files import file_sha256
 from sie.log import get_logger
 
 __all__ = [
@@ -67,15 +68,6 @@ VERSION = 1
 MANIFEST = "manifest.json"
 PLAN = "pack-plan.json"
 _SMALL_ARRAYS = ("rows.npy", "latents.npy", "labels.npy", "object_ids.npy")
-
-
-def file_sha256(path: Path, chunk: int = 1 << 24) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def manifest_checksum(manifest: dict[str, Any]) -> str:

@@ -29,7 +29,6 @@ extraction. Caches of other datasets are kept.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -43,6 +42,7 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from sie.errors import UsageError
+from sie.files import atomic_write_text
 from sie.log import get_logger
 
 if TYPE_CHECKING:
@@ -198,9 +198,7 @@ def _record_location(cache_dir: Path, location: str, split: str, manifest_hash: 
     if locations.get(location, {}).get(split) == manifest_hash:
         return
     locations.setdefault(location, {})[split] = manifest_hash
-    tmp = cache_dir / f".{LOCATIONS}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(locations, indent=1, sort_keys=True) + "\n")
-    tmp.replace(cache_dir / LOCATIONS)
+    atomic_write_text(cache_dir / LOCATIONS, json.dumps(locations, indent=1, sort_keys=True) + "\n")
 
 
 def stale_reason(

@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 
 from sie.data.transforms import resize_uint8
+from sie.files import atomic_write
 from sie.geometry import (
     euler_xyz_to_quaternion,
     geodesic_angle_quaternion,
@@ -57,11 +58,9 @@ THUMBNAIL = 96  # px; larger stored images are shrunk for the report
 
 def save_figure_data(path: str | Path, arrays: dict[str, np.ndarray]) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
     save: Any = np.savez_compressed  # numpy's stub reserves the keyword allow_pickle
-    save(tmp, **arrays)
-    tmp.replace(path)
+    with atomic_write(path) as handle:
+        save(handle, **arrays)
     return path
 
 

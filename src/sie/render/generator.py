@@ -177,12 +177,9 @@ def _work(obj: PlannedObject) -> ObjectResult:
 def _resolve_device(device: str) -> str:
     if device != "auto":
         return device
-    try:
-        import torch
+    from sie.device import default_device_name
 
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    except ImportError:  # pragma: no cover - torch is a core dependency
-        return "cpu"
+    return default_device_name()
 
 
 def _worker_count(requested: int, device: str, todo: int) -> int:

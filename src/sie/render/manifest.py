@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import numpy as np
 
 from sie.config import RenderConfig, config_to_dict
 from sie.errors import UsageError
+from sie.files import atomic_write, atomic_write_text
 from sie.render.plan import RenderPlan
 from sie.render.writer import PARTIAL_DIR, STATE_DIR
 
@@ -71,9 +71,7 @@ def read_manifest(root: Path) -> dict[str, Any] | None:
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     """Write JSON to ``path`` through a temporary file and a rename."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n", durable=False)
 
 
 def check_output_dir(root: Path, cfg: RenderConfig, identity: str) -> None:
@@ -146,9 +144,8 @@ def write_split_files(
         images = np.array([f"/{k}/" for k in keys], dtype=str)
         labels = np.array([label[k.split("/")[0]] for k in keys], dtype=np.int64)
         for name, array in ((f"{split}_images.npy", images), (f"{split}_labels.npy", labels)):
-            tmp = root / f".{name}.tmp{os.getpid()}.npy"
-            np.save(tmp, array)
-            os.replace(tmp, root / name)
+            with atomic_write(root / name, durable=False) as handle:
+                np.save(handle, array)
     return kept, counts, dropped
 
 

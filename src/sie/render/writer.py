@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from sie.files import atomic_write_text
+
 __all__ = [
     "PARTIAL_DIR",
     "STATE_DIR",
@@ -161,10 +163,7 @@ def _note_path(root: Path, kind: str, key: str) -> Path:
 def write_note(root: Path, kind: str, key: str, data: dict[str, str]) -> None:
     """Record a fact about object ``key`` (``kind``: ``skipped``, ``non_watertight``) for the manifest."""
     marker = _note_path(root, kind, key)
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    tmp = marker.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps({"object": key, **data}))
-    os.replace(tmp, marker)
+    atomic_write_text(marker, json.dumps({"object": key, **data}), durable=False)
 
 
 def read_notes(root: Path, kind: str) -> dict[str, dict[str, str]]:

@@ -88,9 +88,9 @@ def resolve_backend_name(name: str, device: str = "cpu") -> str:
 
 def _default_device() -> str:
     """``cuda`` when PyTorch sees a GPU, else ``cpu`` (what ``device=auto`` means for the backend choice)."""
-    import torch
+    from sie.device import default_device_name
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return default_device_name()
 
 
 def create_renderer(
