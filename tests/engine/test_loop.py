@@ -260,3 +260,12 @@ def test_training_logs_elapsed_time_and_an_eta_for_this_invocation(
     assert lines, "no progress lines logged"
     # The goal is --max-steps (2), not the run's total; the times read in seconds/minutes.
     assert lines[-1].startswith("step 2/2 ") and re.search(r", \d+ s elapsed, about \d+ s left$", lines[-1])
+
+
+def test_process_wide_torch_flags_are_given_back(tiny_dataset: Path, tmp_path: Path) -> None:
+    torch.backends.cudnn.benchmark = False
+    before = torch.are_deterministic_algorithms_enabled()
+    cfg = tiny_config(tiny_dataset, "vicreg")
+    train(replace(cfg, train=replace(cfg.train, deterministic=True)), tmp_path / "run", max_steps=1)
+    assert torch.backends.cudnn.benchmark is False
+    assert torch.are_deterministic_algorithms_enabled() == before

@@ -76,9 +76,11 @@ def train(
     """
     cfg = validate(cfg)
     out = Path(out)
-    # train.deterministic switches a process-wide torch flag; give the caller back the one it had.
+    # train.deterministic and cuDNN autotuning switch process-wide torch flags; give the caller back
+    # the ones it had.
     deterministic_before = torch.are_deterministic_algorithms_enabled()
     warn_only_before = torch.is_deterministic_algorithms_warn_only_enabled()
+    cudnn_benchmark_before = torch.backends.cudnn.benchmark
     ctx = init_distributed(cfg.train.device)
     try:
         with StopRequest() as stop:
@@ -98,6 +100,7 @@ def train(
     finally:
         shutdown(ctx)
         torch.use_deterministic_algorithms(deterministic_before, warn_only=warn_only_before)
+        torch.backends.cudnn.benchmark = cudnn_benchmark_before
     return out
 
 
