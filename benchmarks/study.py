@@ -96,6 +96,7 @@ TABLE_COLUMNS: list[tuple[str, str, str, str, str, bool]] = [
     ("rotation", "r2", "equi", "val", "Rot. R² equi", True),
     ("rotation", "r2", "inv", "val", "Rot. R² inv", True),
     ("rotation", "r2", "full", "val", "Rot. R² full", True),
+    ("absolute_rotation", "r2", "full", "val", "Abs. rot. R² full", True),
     ("colour", "r2", "inv", "val", "Colour R² inv", False),
     ("retrieval", "MRR", "embedding", "val-val", "MRR", True),
     ("retrieval", "H@1", "embedding", "val-val", "H@1", True),

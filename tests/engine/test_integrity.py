@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import sie.engine.build
+import sie.files
 import sie.methods
 from sie.checkpoint import load_checkpoint
 from sie.config import Config, DataConfig, ModelConfig, TrainConfig
@@ -371,7 +372,7 @@ def test_a_run_directory_made_read_only_mid_run_reports_the_real_error(
         read_only["now"] = r.step >= 5
         return out
 
-    monkeypatch.setattr(sie.checkpoint.tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(sie.files.tempfile, "mkstemp", mkstemp)
     monkeypatch.setattr(loop, "_step", step)
     # 4 steps per epoch, a checkpoint at each epoch end; the directory turns read-only after step 5.
     save_config(small_config(tiny_dataset, batch_size=2, checkpoint_every_min=1e9), tmp_path)
