@@ -265,7 +265,10 @@ def budget_figure(
               ("Rot. R² full", "rotation R², full representation"), ("Top-1 full (%)", "top-1 %, full representation")]  # fmt: skip
     fig, axes = plt.subplots(1, 4, figsize=(17.0, 4.4), dpi=110)
     labels = [label for label, _, _ in ENTRIES]
-    colours = {label: plt.cm.tab10(i % 10) for i, label in enumerate(labels)}
+    # One colour and marker per row: tab20's pairs would repeat hues, so take its dark shades first.
+    palette = [plt.cm.tab20(2 * i) for i in range(10)] + [plt.cm.tab20(2 * i + 1) for i in range(10)]
+    colours = {label: palette[i % len(palette)] for i, label in enumerate(labels)}
+    markers = {label: "osD^v<>ph*"[i % 10] for i, label in enumerate(labels)}
     for ax, (column, title) in zip(axes, panels, strict=True):
         floor = None
         for label in labels:
@@ -281,7 +284,9 @@ def budget_figure(
                 es.append(scale * cell["std"])
                 floor = scale * cell["chance"] if cell["chance"] is not None else floor
             if xs:
-                ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=label, color=colours[label])
+                ax.errorbar(
+                    xs, ys, yerr=es, marker=markers[label], capsize=3, label=label, color=colours[label]
+                )
         if ceiling is not None and column.startswith("Rot."):
             curve = ceiling["curve"]
             # Minutes on a quiet machine: from the steps and a quietly measured rate where one is given.
