@@ -151,8 +151,24 @@ def run_classification(inputs: EvalInputs, part_name: str, seed: int) -> list[Re
     )
     objects, views = _all_views(val_f.num_objects, val_f.views_per_object)
     logits = probes.predict_views(head, evaluated("val"), objects, views)
-    labels = val_f.labels[objects]
-    seconds = time.perf_counter() - start
+    return _top_k_records(
+        logits, val_f.labels[objects], train_f.labels, val_f.labels, part_name, seed, start,
+        inputs.probe_settings("linear"),
+    )  # fmt: skip
+
+
+def _top_k_records(
+    logits: Tensor,
+    labels: Tensor,
+    train_labels: Tensor,
+    val_labels: Tensor,
+    part_name: str,
+    seed: int,
+    started: float,
+    settings: dict[str, Any],
+) -> list[Record]:
+    """Top-1 and top-5 records of val ``logits`` against ``labels``, with the majority-class chance levels."""
+    seconds = time.perf_counter() - started
     return [
         Record(
             f"top{k}",
@@ -161,11 +177,11 @@ def run_classification(inputs: EvalInputs, part_name: str, seed: int) -> list[Re
             "val",
             seed,
             metrics.top_k_accuracy(logits, labels, k),
-            metrics.majority_class_accuracy(train_f.labels, val_f.labels, k),
+            metrics.majority_class_accuracy(train_labels, val_labels, k),
             f"majority class{'es' if k > 1 else ''} of the training split",
             True,
             seconds,
-            inputs.probe_settings("linear"),
+            settings,
         )
         for k in (1, 5)
     ]
@@ -224,25 +240,11 @@ def run_aggregate_classification(inputs: EvalInputs, seed: int, tables: dict[str
     val = probes.CachedViewFeatures(tables["val"])
     objects, sequences = _all_views(val.num_objects, val.views_per_object)
     logits = probes.predict_views(head, val, objects, sequences)
-    labels = val_f.labels[objects]
     length = int(getattr(inputs.method, "aggregate_views", 0))
     settings = {**inputs.probe_settings("linear"), "sequence_views": length}
-    return [
-        Record(
-            f"top{k}",
-            "classification",
-            "aggregate",
-            "val",
-            seed,
-            metrics.top_k_accuracy(logits, labels, k),
-            metrics.majority_class_accuracy(train_f.labels, val_f.labels, k),
-            f"majority class{'es' if k > 1 else ''} of the training split",
-            True,
-            time.perf_counter() - start,
-            settings,
-        )
-        for k in (1, 5)
-    ]
+    return _top_k_records(
+        logits, val_f.labels[objects], train_f.labels, val_f.labels, "aggregate", seed, start, settings
+    )
 
 
 # ---- effective rank ------------------------------------------------------------------------------------
