@@ -8,7 +8,7 @@ import pytest
 import torch
 from tests.methods.plain import plain_covariance, plain_info_nce, plain_mse, plain_variance
 
-from sie.losses import covariance_loss, info_nce_loss, invariance_loss, variance_loss
+from sie.losses import cosine_distance_loss, covariance_loss, info_nce_loss, invariance_loss, variance_loss
 
 
 def _random(*shape: int, seed: int = 0, scale: float = 1.0) -> torch.Tensor:
@@ -122,8 +122,9 @@ def test_losses_refuse_bad_shapes() -> None:
         lambda a, b: covariance_loss(torch.cat([a, b], dim=1)),
         lambda a, b: variance_loss(a),
         lambda a, b: invariance_loss(a, b),
+        lambda a, b: cosine_distance_loss(a, b),
     ],
-    ids=["info_nce", "covariance", "variance", "invariance"],
+    ids=["info_nce", "covariance", "variance", "invariance", "cosine_distance"],
 )
 def test_losses_are_full_precision_inside_autocast(loss) -> None:
     # Inside an autocast region the similarity / covariance matmuls would run in bf16; the losses turn
@@ -135,3 +136,16 @@ def test_losses_are_full_precision_inside_autocast(loss) -> None:
         inside = loss(a, b)
     assert inside.dtype == torch.float32
     torch.testing.assert_close(inside, outside, rtol=0, atol=0)
+
+
+def test_cosine_distance_by_hand_and_against_a_plain_loop() -> None:
+    x = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    assert cosine_distance_loss(x, 3 * x).item() == pytest.approx(0.0, abs=1e-7)  # same directions
+    assert cosine_distance_loss(x, x.flip(1)).item() == pytest.approx(1.0)  # orthogonal rows
+    assert cosine_distance_loss(x, -x).item() == pytest.approx(2.0)  # opposite rows
+    gen = torch.Generator().manual_seed(1)
+    p, t = torch.randn(5, 7, generator=gen), torch.randn(5, 7, generator=gen)
+    plain = 1 - sum(float(p[i] @ t[i]) / (float(p[i].norm()) * float(t[i].norm())) for i in range(5)) / 5
+    assert cosine_distance_loss(p, t).item() == pytest.approx(plain, rel=1e-6)
+    with pytest.raises(ValueError, match="shapes differ"):
+        cosine_distance_loss(p, t[:, :3])

@@ -26,6 +26,7 @@ R = TypeVar("R")
 
 __all__ = [
     "VARIANCE_EPS",
+    "cosine_distance_loss",
     "covariance_loss",
     "info_nce_loss",
     "invariance_loss",
@@ -142,3 +143,17 @@ def info_nce_loss(z_a: Tensor, z_b: Tensor, temperature: float = 0.1) -> Tensor:
     logits = logits.masked_fill(self_mask, float("-inf"))
     partner = torch.arange(2 * n, device=features.device).roll(n)  # row i's positive: (i + N) mod 2N
     return F.cross_entropy(logits, partner)
+
+
+@_outside_autocast
+def cosine_distance_loss(prediction: Tensor, target: Tensor) -> Tensor:
+    """``1 - mean_i cos(prediction_i, target_i)`` over the N rows of two (N, D) matrices, in [0, 2].
+
+    The BYOL-family regression loss (BYOL's ``2 - 2 cos`` is twice it; seq-JEPA uses it as is). No
+    stop-gradient here: the caller detaches the target where the method wants one.
+    """
+    _check_matrix(prediction, "prediction")
+    if prediction.shape != target.shape:
+        raise ValueError(f"shapes differ: {tuple(prediction.shape)} vs {tuple(target.shape)}")
+    cosine = F.cosine_similarity(_full_precision(prediction), _full_precision(target), dim=1)
+    return 1.0 - cosine.mean()

@@ -23,7 +23,7 @@ After every optimiser step the target moves, ``theta_t <- tau theta_t + (1 - tau
 tau on a cosine ramp from ``model.byol.ema`` (0.996) to 1 (:func:`sie.nn.ema.ema_momentum`), evaluated
 per epoch as the seq-JEPA code does (``model.byol.ema_unit=step``: per step, as the BYOL paper).
 The target's BatchNorm layers keep their own running statistics and use batch statistics in training,
-as the reference. Losses are computed in float32 with autocast disabled.
+as the reference. Losses are computed in float32 with autocast off (:mod:`sie.losses`).
 """
 
 from __future__ import annotations
@@ -32,12 +32,12 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sie.config import Config, param
 from sie.data.batch import Batch
 from sie.errors import ConfigError
+from sie.losses import cosine_distance_loss
 from sie.methods.base import Method, MethodOutput, StepProgress
 from sie.methods.registry import register_method
 from sie.nn.ema import EMATarget, ema_momentum
@@ -49,7 +49,6 @@ __all__ = [
     "ConditionalBYOL",
     "action_embedding",
     "byol_loss",
-    "loss_precision",
 ]
 
 _BYOL_REFERENCE = "hafezgh/seq-jepa models.BYOL (EMA schedule: engine.py)"
@@ -104,28 +103,12 @@ class BYOLCondConfig(BYOLConfig):
             )
 
 
-def loss_precision(x: Tensor) -> torch.autocast:
-    """A region with autocast off on ``x``'s device: what is computed in it stays in the inputs' dtype."""
-    return torch.autocast(device_type=x.device.type, enabled=False)
-
-
-def _full_precision(x: Tensor) -> Tensor:
-    return x if x.dtype == torch.float64 else x.float()
-
-
 def byol_loss(prediction: Tensor, target: Tensor) -> Tensor:
     """``2 - 2 mean_i cos(prediction_i, target_i)`` over the N rows of (N, E) tensors, in float32.
 
-    The target is detached here (the stop-gradient); the result is in [0, 4].
+    Twice :func:`sie.losses.cosine_distance_loss`, with the target detached (the stop-gradient); in [0, 4].
     """
-    if prediction.ndim != 2 or prediction.shape != target.shape:
-        raise ValueError(
-            f"expected two (N, E) matrices of one shape; got {tuple(prediction.shape)} and {tuple(target.shape)}"
-        )
-    with loss_precision(prediction):
-        p = F.normalize(_full_precision(prediction), dim=1)
-        t = F.normalize(_full_precision(target.detach()), dim=1)
-        return 2.0 - 2.0 * (p * t).sum(dim=1).mean()
+    return 2.0 * cosine_distance_loss(prediction, target.detach())
 
 
 def action_embedding(transform_dim: int, dim: int) -> nn.Sequential:

@@ -18,7 +18,7 @@ With h = backbone(view) (D dims) and g the transformation parameters from view a
       L = NT-Xent(T([A(g), P(h_a)]), P(h_b)),
 
   2N rows, each row's positive its partner, the 2N - 2 other rows its negatives, no stop-gradient,
-  computed on rows gathered over ranks with gradient, in float32 with autocast disabled.
+  computed on rows gathered over ranks with gradient, in float32 with autocast off (:mod:`sie.losses`).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from sie.distributed import gather_with_grad
 from sie.errors import ConfigError
 from sie.losses import info_nce_loss
 from sie.methods.base import Method, MethodOutput
-from sie.methods.byol import action_embedding, loss_precision
+from sie.methods.byol import action_embedding
 from sie.methods.registry import register_method
 
 __all__ = ["SEN", "SENConfig"]
@@ -124,8 +124,7 @@ class SEN(Method):
         prediction = self.predict(self.embed_equivariant(h_x), batch.pair_transform)
         target = self.embed_equivariant(h_y)
         predictions, targets = gather_with_grad(prediction), gather_with_grad(target)
-        with loss_precision(predictions):
-            nce = info_nce_loss(predictions, targets, self.opts.temperature)
+        nce = info_nce_loss(predictions, targets, self.opts.temperature)
         return self.output(nce, {"loss/nce_equi": nce}, (h_x, h_y))
 
 

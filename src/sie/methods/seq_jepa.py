@@ -37,6 +37,7 @@ from torch import Tensor, nn
 from sie.config import Config, param
 from sie.data.batch import Batch
 from sie.errors import ConfigError
+from sie.losses import cosine_distance_loss
 from sie.methods.base import Method, MethodOutput, StepProgress
 from sie.methods.registry import register_method
 from sie.nn.ema import EMATarget, ema_momentum
@@ -238,8 +239,7 @@ class SeqJEPA(Method):
             prediction = self._predict_from(context, actions[:, m - 1])
         else:
             prediction = self._predict_from(self._aggregate_tokens(z, None), None)
-        cosine = F.cosine_similarity(prediction.float(), target.detach().float(), dim=-1)
-        loss = 1.0 - cosine.mean()
+        loss = cosine_distance_loss(prediction, target.detach())
         # The last slot holds the target encoder's embedding of view M (detached, for the online probes).
         return self.output(loss, {"loss/seq_jepa": loss}, torch.cat([z, target[:, None].to(z.dtype)], dim=1))
 
