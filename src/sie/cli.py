@@ -56,10 +56,30 @@ def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _resolve(args: argparse.Namespace, flags: dict[str, Any] | None = None) -> Any:
+_FLAG_OF_KEY: dict[str, str] = {}
+"""Dotted config key -> the flag that sets it, for messages naming the flag at fault."""
+
+
+def _config_flag(parser: Any, *option_strings: str, key: str, **kwargs: Any) -> None:
+    """A named flag that sets the config key ``key``: its value lands in ``args`` under that key."""
+    existing = _FLAG_OF_KEY.setdefault(key, option_strings[0])
+    if existing != option_strings[0]:
+        raise AssertionError(f"config key {key} is set by both {existing} and {option_strings[0]}")
+    parser.add_argument(*option_strings, dest=key, default=None, **kwargs)
+
+
+def _config_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The values of the command's config flags (dotted key -> value; None = not given)."""
+    return {key: value for key, value in vars(args).items() if "." in key}
+
+
+def _resolve(args: argparse.Namespace, **kwargs: Any) -> Any:
+    """The command's config: :func:`sie.config.resolve_config` over its preset, file, ``--set`` and flags."""
     from sie.config import resolve_config
 
-    return resolve_config(args.preset, args.config, args.overrides, flags)
+    return resolve_config(
+        args.preset, args.config, args.overrides, _config_flags(args), flag_names=_FLAG_OF_KEY, **kwargs
+    )
 
 
 # ---- sie version ---------------------------------------------------------------------------------
@@ -234,18 +254,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
             raise UsageError(f"--resume: {out} has no {CONFIG_FILENAME}; is it a run directory of sie train?")
         if args.config is None:
             args.config = str(saved)  # the run's own config; flags and --set given now are changes
-    elif args.method is None and args.config is None:
+    elif _config_flags(args)["model.method"] is None and args.config is None:
         raise UsageError("--method NAME is required for a new run (see `sie methods`)")
-    flags = {
-        "data.root": args.data,
-        "model.method": args.method,
-        "train.epochs": args.epochs,
-        "train.batch_size": args.batch_size,
-        "data.resolution": args.resolution,
-        "train.device": args.device,
-        "train.precision": args.precision,
-    }
-    cfg = _resolve(args, flags)
+    from sie.config import TRAIN_SECTIONS
+
+    cfg = _resolve(args, sections=TRAIN_SECTIONS)
     train(
         cfg, out, resume=args.resume, allow_config_change=args.allow_config_change, max_steps=args.max_steps
     )
@@ -266,14 +279,22 @@ def _register_train(sub: _SubParsers) -> None:
         ),
         formatter_class=_HelpFormatter,
     )
-    p.add_argument("--data", metavar="ROOT|PACKED", default=None, help="dataset directory or packed store")
-    p.add_argument("--method", metavar="NAME", default=None, help="registered method (see `sie methods`)")
+    _config_flag(
+        p, "--data", key="data.root", metavar="ROOT|PACKED", help="dataset directory or packed store"
+    )
+    _config_flag(
+        p, "--method", key="model.method", metavar="NAME", help="registered method (see `sie methods`)"
+    )
     p.add_argument("--out", metavar="RUN", required=True, help="run directory")
-    p.add_argument("--epochs", type=int, default=None, metavar="N", help="train.epochs")
-    p.add_argument("--batch-size", type=int, default=None, metavar="N", help="train.batch_size (global)")
-    p.add_argument("--resolution", type=int, default=None, metavar="PX", help="data.resolution")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None, help="train.device")
-    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default=None, help="train.precision")
+    _config_flag(p, "--epochs", key="train.epochs", type=int, metavar="N", help="train.epochs")
+    _config_flag(
+        p, "--batch-size", key="train.batch_size", type=int, metavar="N", help="train.batch_size (global)"
+    )
+    _config_flag(p, "--resolution", key="data.resolution", type=int, metavar="PX", help="data.resolution")
+    _config_flag(p, "--device", key="train.device", choices=["auto", "cpu", "cuda"], help="train.device")
+    _config_flag(
+        p, "--precision", key="train.precision", choices=["fp32", "bf16", "fp16"], help="train.precision"
+    )
     p.add_argument(
         "--resume",
         action="store_true",
@@ -309,15 +330,13 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     run = Path(args.run)
     if not (run / CONFIG_FILENAME).is_file():
         raise UsageError(f"{run}: no {CONFIG_FILENAME}; is it a run directory written by `sie train`?")
-    flags = {
-        "eval.device": args.device,
-        "eval.probe_seeds": tuple(args.seeds) if args.seeds else None,
-        "eval.reference_bn": True if args.reference_bn else None,
-        "eval.ood_split": args.ood_split,
-        "eval.orbit_data": args.orbit,
-    }
     eval_cfg = resolve_eval_config(
-        load_config_file(run / CONFIG_FILENAME), args.preset, args.config, args.overrides, flags
+        load_config_file(run / CONFIG_FILENAME),
+        args.preset,
+        args.config,
+        args.overrides,
+        _config_flags(args),
+        flag_names=_FLAG_OF_KEY,
     )
     path = evaluate(
         run,
@@ -360,22 +379,29 @@ def _register_eval(sub: _SubParsers) -> None:
         dest="overrides",
         help="override one eval key, e.g. --set eval.probe_epochs=50 (repeatable)",
     )
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None, help="eval.device")
-    p.add_argument("--seeds", type=int, nargs="+", default=None, metavar="S", help="eval.probe_seeds")
-    p.add_argument(
+    _config_flag(p, "--device", key="eval.device", choices=["auto", "cpu", "cuda"], help="eval.device")
+    _config_flag(
+        p, "--seeds", key="eval.probe_seeds", type=int, nargs="+", metavar="S", help="eval.probe_seeds"
+    )
+    _config_flag(
+        p,
         "--reference-bn",
-        action="store_true",
+        key="eval.reference_bn",
+        action="store_const",
+        const=True,
         help="reproduce the reference's train-mode BatchNorm during probe training (slow: no feature cache)",
     )
-    p.add_argument(
+    _config_flag(
+        p,
         "--ood-split",
-        default=None,
+        key="eval.ood_split",
         metavar="NAME|DIR",
         help="eval.ood_split: a split of the dataset, or another dataset (its val split), for OOD rotation R²",
     )
-    p.add_argument(
+    _config_flag(
+        p,
         "--orbit",
-        default=None,
+        key="eval.orbit_data",
         metavar="DIR",
         help="eval.orbit_data: rendered orbit sweeps (an `orbit` split) for the latent-steering figure",
     )
@@ -482,23 +508,13 @@ def _cmd_render(args: argparse.Namespace) -> int:
     from sie.render.generator import render_dataset
     from sie.render.settings import resolve_render_config
 
-    flags = {
-        "source": args.source,
-        "classes": args.classes,
-        "objects_per_class": args.objects_per_class,
-        "views": args.views,
-        "size": args.size,
-        "variant": args.variant,
-        "seed": args.seed,
-        "backend": args.backend,
-        "device": args.device,
-        "orbit_factor": args.orbit,
-        "skip_bad": True if args.skip_bad else None,
-        "workers": args.workers,
-    }
-    if args.objects_per_class is not None:
-        flags["class_sizes"] = "uniform"  # an explicit count replaces the full preset's 3DIEBench class sizes
-    cfg = resolve_render_config(args.preset, args.config, args.overrides, flags)
+    flags = _config_flags(args)
+    names = dict(_FLAG_OF_KEY)
+    if flags["render.objects_per_class"] is not None:
+        # an explicit count replaces the full preset's 3DIEBench class sizes
+        flags["render.class_sizes"] = "uniform"
+        names["render.class_sizes"] = names["render.objects_per_class"]
+    cfg = resolve_render_config(args.preset, args.config, args.overrides, flags, names)
     summary = render_dataset(cfg.render, args.out, shard=_parse_shard(args.shard), progress=not args.quiet)
     print(summary.root)
     return 0
@@ -536,33 +552,53 @@ def _register_render(sub: _SubParsers) -> None:
         dest="overrides",
         help="override one key, e.g. --set render.samples_per_pixel=8 (keys: `sie config keys`)",
     )
-    p.add_argument("--source", default=None, help="procedural | shapenet:DIR | modelnet:DIR | folder:DIR")
-    p.add_argument("--classes", type=int, default=None, metavar="N", help="number of classes (the largest N)")
-    p.add_argument(
+    _config_flag(
+        p, "--source", key="render.source", help="procedural | shapenet:DIR | modelnet:DIR | folder:DIR"
+    )
+    _config_flag(
+        p, "--classes", key="render.classes", type=int, metavar="N", help="number of classes (the largest N)"
+    )
+    _config_flag(
+        p,
         "--objects-per-class",
+        key="render.objects_per_class",
         type=int,
-        default=None,
         metavar="N",
         help="objects per class (also sets render.class_sizes=uniform)",
     )
-    p.add_argument("--views", type=int, default=None, metavar="N", help="views per object")
-    p.add_argument("--size", type=int, default=None, metavar="PX", help="image side")
-    p.add_argument(
-        "--variant", default=None, choices=("base", "T", "OOD"), help="base, -T (translations) or -OOD"
+    _config_flag(p, "--views", key="render.views", type=int, metavar="N", help="views per object")
+    _config_flag(p, "--size", key="render.size", type=int, metavar="PX", help="image side")
+    _config_flag(
+        p,
+        "--variant",
+        key="render.variant",
+        choices=("base", "T", "OOD"),
+        help="base, -T (translations) or -OOD",
     )
-    p.add_argument("--workers", type=int, default=None, metavar="N", help="render processes (0 = all cores)")
+    _config_flag(
+        p, "--workers", key="render.workers", type=int, metavar="N", help="render processes (0 = all cores)"
+    )
     p.add_argument(
         "--shard", default="0/1", metavar="I/N", help="render only objects I, I+N, I+2N, ... of the plan"
     )
-    p.add_argument("--seed", type=int, default=None, metavar="S", help="generator seed")
-    p.add_argument("--backend", default=None, metavar="NAME", help="render backend: auto | warp | embree")
-    p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N")
-    p.add_argument(
-        "--orbit", default=None, metavar="FACTOR", help="orbit sweep of one factor (rot_x ... trans_z)"
+    _config_flag(p, "--seed", key="render.seed", type=int, metavar="S", help="generator seed")
+    _config_flag(
+        p, "--backend", key="render.backend", metavar="NAME", help="render backend: auto | warp | embree"
     )
-    p.add_argument(
+    _config_flag(p, "--device", key="render.device", help="auto | cpu | cuda | cuda:N")
+    _config_flag(
+        p,
+        "--orbit",
+        key="render.orbit_factor",
+        metavar="FACTOR",
+        help="orbit sweep of one factor (rot_x ... trans_z)",
+    )
+    _config_flag(
+        p,
         "--skip-bad",
-        action="store_true",
+        key="render.skip_bad",
+        action="store_const",
+        const=True,
         help="skip unreadable or degenerate objects (listed in dataset.json)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")

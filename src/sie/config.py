@@ -18,7 +18,7 @@ import difflib
 import re
 import types
 import typing
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -28,7 +28,9 @@ import yaml
 from sie.errors import ConfigError
 
 __all__ = [
+    "ALL_SECTIONS",
     "PRESETS",
+    "TRAIN_SECTIONS",
     "Config",
     "DataConfig",
     "EvalConfig",
@@ -602,9 +604,8 @@ def _merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def load_config_file(path: str | Path, base: Config = PAPER) -> Config:
-    """Read a YAML config (partial or complete) and lay it over ``base``."""
-    path = Path(path)
+def _read_yaml_mapping(path: Path) -> dict[str, Any]:
+    """The mapping of sections in a YAML config file; a missing file or bad YAML is one line naming it."""
     if not path.is_file():
         raise ConfigError(f"--config {path}: no such file")
     try:
@@ -615,10 +616,16 @@ def load_config_file(path: str | Path, base: Config = PAPER) -> Config:
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"--config {path}: not valid YAML{where}: {problem}") from None
     if loaded is None:
-        loaded = {}
+        return {}
     if not isinstance(loaded, Mapping):
         raise ConfigError(f"--config {path}: expected a mapping of sections, got {type(loaded).__name__}")
-    cfg: Config = config_from_dict(_merge(config_to_dict(base), loaded), source=str(path))
+    return dict(loaded)
+
+
+def load_config_file(path: str | Path, base: Config = PAPER) -> Config:
+    """Read a YAML config (partial or complete) and lay it over ``base``."""
+    path = Path(path)
+    cfg: Config = config_from_dict(_merge(config_to_dict(base), _read_yaml_mapping(path)), source=str(path))
     return cfg
 
 
@@ -691,7 +698,43 @@ _INFINITY_ALLOWED = frozenset({"train.checkpoint_every_min", "train.log_every_s"
 """Float keys where an infinite value means "never" rather than a mistake."""
 
 
-def _check_finite(cfg: Config, source: str) -> None:
+ALL_SECTIONS: tuple[str, ...] = ("model", "data", "train", "optim", "eval", "render")
+"""Every section of :class:`Config`, in the order ``sie config show`` prints them."""
+
+TRAIN_SECTIONS: tuple[str, ...] = ("model", "data", "train", "optim", "eval")
+"""The sections ``sie train`` reads (the render section describes a dataset it does not render)."""
+
+
+class _Origins:
+    """Where each setting came from, so a refusal names the flag, file or ``--set`` item at fault.
+
+    ``default`` labels keys no layer set (the preset or the base config); ``keys`` maps a dotted key
+    to the layer that set it last.
+    """
+
+    def __init__(self, default: str, keys: Mapping[str, str] | None = None) -> None:
+        self.default = default
+        self.keys: dict[str, str] = dict(keys or {})
+
+    def __call__(self, *keys: str) -> str:
+        """The origin of the first of ``keys`` that a layer set, else the default."""
+        return next((self.keys[k] for k in keys if k in self.keys), self.default)
+
+    def set(self, keys: Iterable[str], origin: str) -> None:
+        for key in keys:
+            self.keys[key] = origin
+
+
+def _leaf_keys(data: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys of every leaf of a nested mapping."""
+    out: list[str] = []
+    for name, value in data.items():
+        key = f"{prefix}{name}"
+        out += _leaf_keys(value, f"{key}.") if isinstance(value, Mapping) else [key]
+    return out
+
+
+def _check_finite(cfg: Config, at: _Origins, sections: Collection[str]) -> None:
     """Refuse NaN anywhere and infinities outside :data:`_INFINITY_ALLOWED`, naming the key."""
     flat = config_to_dict(cfg)
 
@@ -706,33 +749,68 @@ def _check_finite(cfg: Config, source: str) -> None:
                 if isinstance(item, float) and (
                     item != item or (abs(item) == float("inf") and key not in _INFINITY_ALLOWED)
                 ):
-                    raise ConfigError(f"{source}: {key}={value!r} must be a finite number")
+                    raise ConfigError(f"{at(key)}: {key}={value!r} must be a finite number")
 
-    walk(flat, "")
+    walk({name: flat[name] for name in sections if name in flat}, "")
+    if "model" in sections:  # method sections live under model.<name>
+        walk({k: v for k, v in flat.items() if k not in ALL_SECTIONS}, "model.")
 
 
-def validate(cfg: Config, source: str = "config") -> Config:
-    """Refuse impossible combinations with a message naming the keys and values; return ``cfg``."""
+def validate(
+    cfg: Config,
+    source: str = "config",
+    *,
+    sections: Collection[str] = ALL_SECTIONS,
+    origins: Mapping[str, str] | None = None,
+) -> Config:
+    """Refuse impossible settings of ``sections`` with a message naming the key and where it was set.
+
+    A command checks only the sections it reads (``sie render`` the render section, ``sie eval`` the
+    eval section), so a setting it ignores cannot stop it. ``origins`` maps dotted keys to the flag,
+    file or ``--set`` item that set them; other keys are attributed to ``source``. Returns ``cfg``
+    with the active method's config sections settled (see :func:`settle_method_sections`).
+    """
+    unknown = set(sections) - set(ALL_SECTIONS)
+    if unknown:
+        raise ValueError(f"unknown config sections {sorted(unknown)}; valid: {ALL_SECTIONS}")
+    at = _Origins(source, origins)
     m, d, t, o, e, r = cfg.model, cfg.data, cfg.train, cfg.optim, cfg.eval, cfg.render
-    _check_finite(cfg, source)
-    if m.width < 0:
-        raise ConfigError(f"{source}: model.width={m.width} must be >= 0 (0 = the arch's default)")
-    if m.arch == "torchvision_resnet18" and m.width not in (0, 64):
-        raise ConfigError(
-            f"{source}: model.width={m.width}: model.arch='torchvision_resnet18' has width 64 only"
-        )
-    if m.arch == "convnet" and m.small_stem:
-        raise ConfigError(f"{source}: model.small_stem=true: model.arch='convnet' has no stem to replace")
-    repr_dim = backbone_dim(m.arch, m.width)
-    if not 0 <= m.equi < repr_dim:
-        raise ConfigError(
-            f"{source}: model.equi={m.equi} must be in [0, {repr_dim}) for model.arch={m.arch!r}, "
-            f"model.width={m.width} ({repr_dim}-d representation; the invariant part needs at least one dim)"
-        )
-    if not parse_mlp_spec(m.mlp):
-        raise ConfigError(f"{source}: model.mlp must name at least one layer width")
-    parse_mlp_spec(m.predictor, "model.predictor")
-    parse_mlp_spec(e.probe_hidden, "eval.probe_hidden")
+    _check_finite(cfg, at, sections)
+    if "model" in sections:
+        if m.width < 0:
+            raise ConfigError(
+                f"{at('model.width')}: model.width={m.width} must be >= 0 (0 = the arch's default)"
+            )
+        if m.arch == "torchvision_resnet18" and m.width not in (0, 64):
+            raise ConfigError(
+                f"{at('model.width', 'model.arch')}: model.width={m.width}: "
+                "model.arch='torchvision_resnet18' has width 64 only"
+            )
+        if m.arch == "convnet" and m.small_stem:
+            raise ConfigError(
+                f"{at('model.small_stem', 'model.arch')}: model.small_stem=true: "
+                "model.arch='convnet' has no stem to replace"
+            )
+        repr_dim = backbone_dim(m.arch, m.width)
+        if not 0 <= m.equi < repr_dim:
+            raise ConfigError(
+                f"{at('model.equi', 'model.arch', 'model.width')}: model.equi={m.equi} must be in "
+                f"[0, {repr_dim}) for model.arch={m.arch!r}, model.width={m.width} ({repr_dim}-d "
+                "representation; the invariant part needs at least one dim)"
+            )
+        if not parse_mlp_spec(m.mlp):
+            raise ConfigError(f"{at('model.mlp')}: model.mlp must name at least one layer width")
+        parse_mlp_spec(m.predictor, "model.predictor")
+        if m.simclr_temp <= 0:
+            raise ConfigError(f"{at('model.simclr_temp')}: model.simclr_temp={m.simclr_temp} must be > 0")
+    if "eval" in sections:
+        parse_mlp_spec(e.probe_hidden, "eval.probe_hidden")
+        if e.probe_lr <= 0:
+            raise ConfigError(f"{at('eval.probe_lr')}: eval.probe_lr={e.probe_lr} must be > 0")
+        if not e.probe_seeds:
+            raise ConfigError(
+                f"{at('eval.probe_seeds')}: eval.probe_seeds is empty; give at least one seed, e.g. [0]"
+            )
     positive_ints = {
         "data.resolution": d.resolution,
         "train.batch_size": t.batch_size,
@@ -748,8 +826,8 @@ def validate(cfg: Config, source: str = "config") -> Config:
         "render.samples_per_pixel": r.samples_per_pixel,
     }
     for key, value in positive_ints.items():
-        if value <= 0:
-            raise ConfigError(f"{source}: {key}={value} must be positive")
+        if key.split(".")[0] in sections and value <= 0:
+            raise ConfigError(f"{at(key)}: {key}={value} must be positive")
     non_negative: dict[str, float] = {
         "train.epochs": t.epochs,
         "train.seed": t.seed,
@@ -770,40 +848,47 @@ def validate(cfg: Config, source: str = "config") -> Config:
         "model.hypernetwork_init_gain": m.hypernetwork_init_gain,
     }
     for key, number in non_negative.items():
-        if number < 0:
-            raise ConfigError(f"{source}: {key}={number} must be >= 0")
-    if o.lr <= 0 or e.probe_lr <= 0 or m.simclr_temp <= 0:
+        if key.split(".")[0] in sections and number < 0:
+            raise ConfigError(f"{at(key)}: {key}={number} must be >= 0")
+    if "optim" in sections:
+        if o.lr <= 0:
+            raise ConfigError(f"{at('optim.lr')}: optim.lr={o.lr} must be > 0")
+        if o.momentum >= 1:
+            raise ConfigError(f"{at('optim.momentum')}: optim.momentum={o.momentum} must be in [0, 1)")
+    if "data" in sections:
+        if "model" in sections:
+            smallest = BACKBONE_MIN_RESOLUTION.get((m.arch, m.small_stem), 1)
+            if d.resolution < smallest:
+                hint = "; use model.small_stem=true or a larger resolution" if not m.small_stem else ""
+                raise ConfigError(
+                    f"{at('data.resolution', 'model.arch', 'model.small_stem')}: data.resolution="
+                    f"{d.resolution} px is too small for model.arch={m.arch!r} with model.small_stem="
+                    f"{str(m.small_stem).lower()}: it needs at least {smallest} px{hint}"
+                )
+        if d.views_per_sample < 2 and d.views_per_sample != 0:
+            raise ConfigError(
+                f"{at('data.views_per_sample')}: data.views_per_sample={d.views_per_sample} must be >= 2 "
+                "(or 0 = what the method consumes)"
+            )
+    if "render" in sections:
+        if "data" in sections and r.views < d.views_per_sample:
+            raise ConfigError(
+                f"{at('render.views', 'data.views_per_sample')}: render.views={r.views} is fewer than "
+                f"data.views_per_sample={d.views_per_sample}"
+            )
+        if not 0 < r.val_fraction < 1:
+            raise ConfigError(
+                f"{at('render.val_fraction')}: render.val_fraction={r.val_fraction} must be in (0, 1)"
+            )
+        from sie.render.settings import check_render_config
+
+        check_render_config(r, where=at)
+    if "train" in sections and t.precision == "fp16" and t.device == "cpu":
         raise ConfigError(
-            f"{source}: optim.lr={o.lr}, eval.probe_lr={e.probe_lr} and model.simclr_temp={m.simclr_temp} "
-            "must all be > 0"
+            f"{at('train.precision', 'train.device')}: train.precision='fp16' needs CUDA (GradScaler); use "
+            "train.precision=bf16 or fp32 on CPU, or a CPU preset (--preset cpu or cpu-small)"
         )
-    if o.momentum >= 1:
-        raise ConfigError(f"{source}: optim.momentum={o.momentum} must be in [0, 1)")
-    if not e.probe_seeds:
-        raise ConfigError(f"{source}: eval.probe_seeds is empty; give at least one seed, e.g. [0]")
-    smallest = BACKBONE_MIN_RESOLUTION.get((m.arch, m.small_stem), 1)
-    if d.resolution < smallest:
-        hint = "; use model.small_stem=true or a larger resolution" if not m.small_stem else ""
-        raise ConfigError(
-            f"{source}: data.resolution={d.resolution} px is too small for model.arch={m.arch!r} with "
-            f"model.small_stem={str(m.small_stem).lower()}: it needs at least {smallest} px{hint}"
-        )
-    if d.views_per_sample < 2 and d.views_per_sample != 0:
-        raise ConfigError(
-            f"{source}: data.views_per_sample={d.views_per_sample} must be >= 2 (or 0 = what the method consumes)"
-        )
-    if r.views < d.views_per_sample:
-        raise ConfigError(
-            f"{source}: render.views={r.views} is fewer than data.views_per_sample={d.views_per_sample}"
-        )
-    if not 0 < r.val_fraction < 1:
-        raise ConfigError(f"{source}: render.val_fraction={r.val_fraction} must be in (0, 1)")
-    if t.precision == "fp16" and t.device == "cpu":
-        raise ConfigError(
-            f"{source}: train.precision='fp16' needs CUDA (GradScaler); use train.precision=bf16 or fp32 on CPU, "
-            "or a CPU preset (--preset cpu or cpu-small)"
-        )
-    return settle_method_sections(cfg, source)
+    return settle_method_sections(cfg, at("model.method")) if "model" in sections else cfg
 
 
 def settle_method_sections(cfg: Config, source: str = "config") -> Config:
@@ -843,33 +928,76 @@ def settle_method_sections(cfg: Config, source: str = "config") -> Config:
     )
 
 
+def _nest(key: str, value: Any) -> dict[str, Any]:
+    """``"a.b.c", v`` -> ``{"a": {"b": {"c": v}}}``."""
+    *parents, leaf = key.split(".")
+    node: dict[str, Any] = {leaf: value}
+    for part in reversed(parents):
+        node = {part: node}
+    return node
+
+
+def _refuse_foreign(keys: Iterable[str], editable: Collection[str], where: str, command: str) -> None:
+    foreign = [k for k in keys if k.split(".")[0] not in editable]
+    if foreign:
+        allowed = ", ".join(f"{s}.*" for s in editable)
+        raise ConfigError(f"{where}: {command} changes only {allowed} keys, not {foreign[0]!r}")
+
+
 def resolve_config(
     preset: str = "paper",
     config_file: str | Path | None = None,
     overrides: Sequence[str] = (),
     flags: Mapping[str, Any] | None = None,
+    *,
+    base: Config | None = None,
+    base_source: str | None = None,
+    flag_names: Mapping[str, str] | None = None,
+    sections: Collection[str] = ALL_SECTIONS,
+    editable: Collection[str] | None = None,
+    command: str = "this command",
 ) -> Config:
-    """preset -> YAML file -> ``--set`` overrides -> named flags (dotted key -> value, None = unset)."""
-    cfg = get_preset(preset)
-    source = f"--preset {preset}"
+    """The configuration of one command: base -> ``--config`` YAML -> ``--set`` items -> named flags.
+
+    The single resolver of every command (``sie train``, ``config show``, ``methods``, ``eval`` and
+    ``render``); each passes the ``sections`` it reads, and only those are validated.
+
+    Args:
+        preset: training preset name giving the base (ignored when ``base`` is given).
+        config_file: YAML file laid over the base (a partial or complete config).
+        overrides: ``KEY=VALUE`` items of ``--set``.
+        flags: dotted key -> value of the command's named flags; None = not given.
+        base: the config to start from instead of a preset (e.g. a run's saved config).
+        base_source: how messages name the base (default ``--preset NAME``).
+        flag_names: dotted key -> the flag that sets it (default ``--LEAF``), for messages.
+        sections: the sections the command reads; only these are validated.
+        editable: sections a YAML file or ``--set`` may change (None = all); a key outside them is
+            refused naming it (``sie eval`` may not change the model it evaluates).
+        command: the command named in that refusal.
+    """
+    cfg = base if base is not None else get_preset(preset)
+    origins = _Origins(base_source or f"--preset {preset}")
     if config_file is not None:
-        cfg = load_config_file(config_file, base=cfg)
-        source = str(config_file)
-    if overrides:
-        cfg = apply_overrides(cfg, overrides)
-        source = "--set"
-    given = {k: v for k, v in (flags or {}).items() if v is not None}
-    if given:
-        updates: dict[str, Any] = {}
-        for key, value in given.items():
-            node = updates
-            *parents, leaf = key.split(".")
-            for part in parents:
-                node = node.setdefault(part, {})
-            node[leaf] = value
-        flag_names = ", ".join("--" + k.split(".")[-1].replace("_", "-") for k in given)
-        cfg = config_from_dict(_merge(config_to_dict(cfg), updates), source=flag_names)
-    return validate(cfg, source)
+        path = Path(config_file)
+        loaded = _read_yaml_mapping(path)
+        if editable is not None:
+            _refuse_foreign(_leaf_keys(loaded), editable, f"--config {path}", command)
+        cfg = config_from_dict(_merge(config_to_dict(cfg), loaded), source=str(path))
+        origins.set(_leaf_keys(loaded), f"--config {path}")
+    for item in overrides:  # one at a time, so a message names the item at fault
+        where = f"--set {item}"
+        key = item.partition("=")[0]
+        if editable is not None and "=" in item:
+            _refuse_foreign([key], editable, where, command)
+        cfg = apply_overrides(cfg, [item])
+        origins.set([key], where)
+    for key, value in (flags or {}).items():
+        if value is None:
+            continue
+        name = (flag_names or {}).get(key) or "--" + key.rsplit(".", 1)[-1].replace("_", "-")
+        cfg = config_from_dict(_merge(config_to_dict(cfg), _nest(key, value)), source=name)
+        origins.set([key], name)
+    return validate(cfg, origins.default, sections=sections, origins=origins.keys)
 
 
 def config_diff(a: Config, b: Config) -> list[tuple[str, Any, Any]]:

@@ -157,7 +157,7 @@ def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(
     with pytest.raises(NonFiniteLoss) as err:
         train(cfg, run)
     message = str(err.value)
-    assert "non-finite loss at step 1 (epoch 0)" in message
+    assert message.startswith("non-finite loss at step 1: ")  # a checkpoint was due: checked at once
     assert "loss=nan" in message and "loss/cov=inf" in message and "loss/inv" not in message
     assert "last good checkpoint (step 1)" in message
     assert err.value.exit_code == 1
@@ -165,6 +165,38 @@ def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(
     assert (state["step"], state["epoch"], state["batches_in_epoch"]) == (1, 0, 1)
     assert all(torch.isfinite(v).all() for v in state["model"].values())
     assert json.loads((run / "run.json").read_text())["status"].startswith("failed: NonFiniteLoss")
+
+
+def test_a_nonfinite_loss_read_later_is_reported_at_its_step_and_nothing_after_it_is_saved(
+    tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No step waits on the device: the flag is read at the first log record or checkpoint after it."""
+    real_build = sie.methods.build_method
+
+    def poisoned_build(cfg: Config, transform_dim: int) -> torch.nn.Module:
+        method = real_build(cfg, transform_dim)
+        forward = method.forward
+
+        def forward_bad_once(batch: Any) -> Any:
+            out = forward(batch)
+            if not hasattr(method, "_poisoned"):
+                method._poisoned = True  # type: ignore[attr-defined]
+                out.loss = out.loss * float("nan")
+            return out
+
+        method.forward = forward_bad_once  # type: ignore[method-assign]
+        return method
+
+    monkeypatch.setattr(sie.methods, "build_method", poisoned_build)
+    cfg = tiny_config(tiny_dataset, "vicreg", epochs=3, checkpoint_every_min=1e9)
+    cfg = replace(cfg, train=replace(cfg.train, log_every_s=1e9))
+    run = tmp_path / "run"
+    with pytest.raises(
+        NonFiniteLoss, match=r"^non-finite loss at step 0 \(found at step 2\); nothing computed since"
+    ):
+        train(cfg, run)  # found before the epoch-end checkpoint of step 2
+    assert not (run / "checkpoint.pt").exists()
+    assert not (run / "metrics.jsonl").exists() or (run / "metrics.jsonl").read_text() == ""
 
 
 def test_resume_with_another_config_is_refused_or_recorded(tiny_dataset: Path, tmp_path: Path) -> None:

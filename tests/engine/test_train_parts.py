@@ -101,6 +101,18 @@ def test_window_meter_means_and_rates() -> None:
     assert meter.steps == 0 and "loss" not in meter.summary()
 
 
+def test_window_meter_leaves_undefined_values_out_of_the_mean() -> None:
+    meter = WindowMeter()
+    meter.add_values({"probe/rot_r2_full": torch.tensor(0.5), "loss": torch.tensor(1.0)})
+    meter.add_values({"probe/rot_r2_full": torch.tensor(float("nan")), "loss": torch.tensor(2.0)})
+    meter.add_values({"probe/rot_r2_full": torch.tensor(0.25)})
+    summary = meter.summary()
+    assert summary["probe/rot_r2_full"] == pytest.approx(0.375) and summary["loss"] == pytest.approx(1.5)
+    meter.reset()
+    meter.add_values({"probe/rot_r2_full": torch.tensor(float("nan"))})
+    assert "probe/rot_r2_full" not in meter.summary()  # never defined in the window: no record
+
+
 def test_stop_request_records_signal_and_restores_handlers() -> None:
     before = signal.getsignal(signal.SIGTERM)
     with StopRequest() as stop:

@@ -45,6 +45,21 @@ def test_pooled_r2_perfect_and_errors() -> None:
         m.pooled_r2(torch.zeros(4, 2), torch.ones(4, 2))
 
 
+def test_device_variants_of_r2_and_top_k_give_the_same_numbers_as_tensors() -> None:
+    t = torch.tensor([[1.0, 2.0], [3.0, 6.0]])
+    p = torch.tensor([[1.0, 3.0], [2.0, 6.0]])
+    value = m.pooled_r2_tensor(p, t)
+    assert value.shape == () and value.dtype == torch.float64 and float(value) == pytest.approx(6 / 7)
+    assert m.pooled_r2_tensor(torch.zeros(4, 2), torch.ones(4, 2)).isnan()  # undefined, no exception
+    logits = torch.tensor([[3.0, 1.0, 0.0], [0.0, 1.0, 2.0], [1.0, 0.0, 2.0]])
+    labels = torch.tensor([0, 1, 1])
+    for k in (1, 2, 3):
+        assert float(m.top_k_accuracy_tensor(logits, labels, k)) == pytest.approx(
+            m.top_k_accuracy(logits, labels, k)
+        )
+    assert float(m.top_k_accuracy_tensor(logits, labels, 1)) == pytest.approx(1 / 3)
+
+
 # ---- classification -------------------------------------------------------------------------------
 
 

@@ -36,7 +36,7 @@ def test_only_eval_keys_may_change(tmp_path: Path) -> None:
         resolve_eval_config(PAPER, overrides=["model.equi=128"])
     other = tmp_path / "model.yaml"
     other.write_text("model:\n  equi: 128\n")
-    with pytest.raises(ConfigError, match="only an 'eval:' section"):
+    with pytest.raises(ConfigError, match="sie eval changes only eval"):
         resolve_eval_config(PAPER, config_file=other)
     with pytest.raises(ConfigError, match="probe_epochs"):
         resolve_eval_config(PAPER, overrides=["eval.probe_epochs=-1"])

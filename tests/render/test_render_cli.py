@@ -68,9 +68,32 @@ def test_bad_usage_exits_2(tmp_path: Path, extra: list[str]) -> None:
 
 def test_presets_and_layering() -> None:
     assert RENDER_PRESETS["full"].class_sizes == "3diebench" and RENDER_PRESETS["full"].size == 256
-    cfg = resolve_render_config("small", overrides=["render.views=7"], flags={"size": 48, "seed": None})
+    cfg = resolve_render_config(
+        "small", overrides=["render.views=7"], flags={"render.size": 48, "render.seed": None}
+    )
     assert (cfg.render.classes, cfg.render.views, cfg.render.size, cfg.render.seed) == (10, 7, 48, 0)
-    with pytest.raises(ConfigError, match="render presets"):
+    with pytest.raises(ConfigError, match="unknown render preset"):
         resolve_render_config("huge")
     with pytest.raises(ConfigError, match="rotation_range"):
         resolve_render_config("tiny", overrides=["render.rotation_range=[1.0]"])
+
+
+def test_render_checks_only_render_settings_and_names_the_flag_at_fault() -> None:
+    # One view per object is a valid dataset to render, whatever a training config would consume.
+    assert resolve_render_config("tiny", flags={"render.views": 1}).render.views == 1
+    with pytest.raises(ConfigError, match=r"^--set render\.rotation_range=\[1\.0\]: render\.rotation_range"):
+        resolve_render_config("tiny", overrides=["render.rotation_range=[1.0]"])
+
+
+def test_objects_per_class_message_names_that_flag_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        main(
+            ["render", str(tmp_path / "ds"), "--preset", "tiny", "--classes", "2", "--objects-per-class", "0"]
+        )
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "--objects-per-class: render.objects_per_class=0 must be positive" in err
+    assert "--classes" not in err and "--class-sizes" not in err

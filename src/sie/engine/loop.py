@@ -4,9 +4,10 @@
   (``sie.methods.build_method``), online probes, SyncBatchNorm + DDP, optimiser, GradScaler (fp16
   only), and, with ``resume``, every state from ``RUN/checkpoint.pt``.
 * **Step**: ``lr = lr_at(step)``; forward under autocast (the method computes its losses in fp32);
-  the online probes on the detached representations; one all-reduce so that every rank agrees on
-  "a loss is non-finite", "a stop signal arrived" and "a checkpoint is due"; backward, optimiser
-  step, the method's ``on_step_end`` hook.
+  the online probes on the detached representations; backward, optimiser step, the method's
+  ``on_step_end`` hook. No step waits on the device: a non-finite loss is recorded on the device and
+  read every :data:`AGREE_EVERY` steps and before every log record and checkpoint; with several
+  processes, the ranks agree on "a stop signal arrived" and "a checkpoint is due" at those steps too.
 * **Periodic**: a ``metrics.jsonl`` record every ``train.log_every_s`` seconds (every step when 0),
   a checkpoint every ``train.checkpoint_every_min`` minutes and at each epoch end (with the
   backbone export next to it), and a graceful stop on SIGINT/SIGTERM or at ``max_steps``.
@@ -31,14 +32,20 @@ from torch import Tensor
 from tqdm import tqdm
 
 from sie.checkpoint import CHECKPOINT_FILENAME
-from sie.config import Config, validate
+from sie.config import TRAIN_SECTIONS, Config, validate
 from sie.device import autocast
 from sie.engine.build import build_run
-from sie.engine.faults import NonFiniteLoss, nonfinite_terms
 from sie.engine.launch import all_reduce_sum, init_distributed, shutdown
 from sie.engine.metrics import WindowMeter, peak_memory_mb
 from sie.engine.optim import set_lr
-from sie.engine.run import TrainingRun, finish_run, kept_checkpoint, save_training_state, write_run_info
+from sie.engine.run import (
+    TrainingRun,
+    check_losses_finite,
+    finish_run,
+    record_nonfinite_loss,
+    save_training_state,
+    write_run_info,
+)
 from sie.engine.signals import StopRequest
 from sie.log import format_duration, get_logger
 from sie.methods.base import StepProgress
@@ -47,6 +54,11 @@ from sie.seeding import derive_seed
 __all__ = ["train"]
 
 log = get_logger(__name__)
+
+AGREE_EVERY = 16
+"""Steps between two host reads of the non-finite-loss flag (and, with several processes, between two
+agreements on stop and checkpoint). Reading a device value every step would make the host wait for
+the device each step; a non-finite loss found this way is reported with the step it happened at."""
 
 
 def train(
@@ -74,7 +86,7 @@ def train(
         NonFiniteLoss: a loss became NaN/inf (the last good checkpoint is kept).
         UsageError / ConfigError: bad data, config or run directory.
     """
-    cfg = validate(cfg)
+    cfg = validate(cfg, sections=TRAIN_SECTIONS)
     out = Path(out)
     # train.deterministic and cuDNN autotuning switch process-wide torch flags; give the caller back
     # the ones it had.
@@ -202,6 +214,7 @@ def _loop(run: TrainingRun, stop: StopRequest, max_steps: int | None) -> None:
         progress.close()
     if meter.steps:
         _log_record(run, meter, progress, clock)
+    check_losses_finite(run)
     if stop_reason is None or run.step >= run.total_steps:
         finish_run(run, "completed")
         log.info("finished %d epochs (%d steps); run directory %s", cfg.train.epochs, run.step, run.out)
@@ -235,26 +248,26 @@ def _step(
             probe_loss, probe_metrics = run.online(output.representations, batch.labels, batch.transforms)
             total = total + probe_loss.float()
     values: dict[str, Tensor] = {"loss": output.loss.detach(), **output.terms, **probe_metrics}
-    # One collective per step: every rank learns whether any rank saw a non-finite loss, a stop
-    # signal or (rank 0's clock) a due checkpoint, before anyone starts the backward pass; the same
-    # all-reduce (a sum: a flag is set when it is > 0) averages the loss terms over ranks, so that the
-    # logged values are those of the global batch, not rank 0's share (equal shares: the mean of the
-    # ranks' means is the global mean). The probes' accuracy and R² stay rank 0's.
-    flags = torch.tensor(
-        [float(not torch.isfinite(total).item()), float(stop.requested), float(checkpoint_due)],
-        device=ctx.device,
-    )
+    record_nonfinite_loss(run, total.detach())
+    agree = (run.step + 1) % AGREE_EVERY == 0
+    stop_now, save_now = stop.requested, checkpoint_due
     if ctx.distributed:
-        averaged = sorted(
-            k for k in values if k == "loss" or k.startswith("loss/")
-        )  # same keys on every rank
+        # The loss terms are averaged over ranks every step (an all-reduce the host does not wait
+        # for), so the logged values are those of the global batch (equal shares: the mean of the
+        # ranks' means is the global mean). The probes' accuracy and R² stay rank 0's.
+        averaged = sorted(k for k in values if k == "loss" or k.startswith("loss/"))  # same on every rank
         terms = torch.stack([values[k].detach().float().reshape(()).to(ctx.device) for k in averaged])
-        packed = all_reduce_sum(torch.cat([flags, terms]), ctx)
-        flags, means = packed[:3], packed[3:] / ctx.world_size
+        means = all_reduce_sum(terms, ctx) / ctx.world_size
         values.update({k: means[i] for i, k in enumerate(averaged)})
-    nonfinite, stop_now, save_now = (v > 0 for v in flags.tolist())
-    if nonfinite:
-        _raise_nonfinite(run, values)
+        if agree:
+            # Every AGREE_EVERY steps the ranks learn whether any of them saw a stop signal or (rank
+            # 0's clock) a due checkpoint: all ranks then stop or save at the same step.
+            flags = all_reduce_sum(torch.tensor([float(stop_now), float(save_now)], device=ctx.device), ctx)
+            stop_now, save_now = (v > 0 for v in flags.tolist())
+        else:
+            stop_now = save_now = False
+    if agree or stop_now or save_now:
+        check_losses_finite(run, values)
     run.optimizer.zero_grad(set_to_none=True)
     run.scaler.scale(total).backward()
     run.scaler.step(run.optimizer)
@@ -264,15 +277,6 @@ def _step(
     run.batches_in_epoch += 1
     values["lr"] = torch.tensor(lr)
     return values, stop_now, save_now
-
-
-def _raise_nonfinite(run: TrainingRun, values: dict[str, Tensor]) -> None:
-    bad = nonfinite_terms({k: float(v) for k, v in values.items()})
-    where = ", ".join(bad) if bad else "on another rank"
-    raise NonFiniteLoss(
-        f"non-finite loss at step {run.step} (epoch {run.epoch}): {where}; stopped before the optimiser "
-        f"step; {kept_checkpoint(run)}. Try a lower optim.lr, train.precision=fp32 or a larger train.batch_size"
-    )
 
 
 @dataclass(frozen=True)
@@ -291,6 +295,8 @@ class _Clock:
 
 
 def _log_record(run: TrainingRun, meter: WindowMeter, progress: tqdm, clock: _Clock) -> None:
+    if not run.ctx.distributed:  # ranks log on their own clocks: no collective here
+        check_losses_finite(run)
     summary = meter.summary()
     meter.reset()
     if not run.ctx.is_main or run.metrics is None:

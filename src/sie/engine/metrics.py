@@ -132,7 +132,9 @@ def peak_memory_mb(device: torch.device) -> float:
 class WindowMeter:
     """Accumulates per-step numbers between two records; values stay on device until :meth:`summary`.
 
-    Loss terms are summed as tensors so that logging costs no device synchronisation per step.
+    Loss terms are summed as tensors so that logging costs no device synchronisation per step. A NaN
+    value (a metric undefined for that step, e.g. R² on a batch of equal targets) is left out of its
+    key's mean; the counts are device tensors too, for the same reason.
     """
 
     def __init__(self) -> None:
@@ -144,7 +146,7 @@ class WindowMeter:
         self.data_wait_s = 0.0
         self.start = time.perf_counter()
         self._sums: dict[str, Tensor] = {}
-        self._counts: dict[str, int] = {}
+        self._counts: dict[str, Tensor] = {}
 
     def add_step(self, pairs: int, data_wait_s: float) -> None:
         self.steps += 1
@@ -154,15 +156,22 @@ class WindowMeter:
     def add_values(self, values: Mapping[str, Tensor | float]) -> None:
         for key, value in values.items():
             tensor = value.detach().float() if isinstance(value, Tensor) else torch.tensor(float(value))
-            self._sums[key] = self._sums[key] + tensor if key in self._sums else tensor.clone()
-            self._counts[key] = self._counts.get(key, 0) + 1
+            defined = ~tensor.isnan()
+            tensor = torch.where(defined, tensor, torch.zeros_like(tensor))
+            if key in self._sums:
+                self._sums[key] = self._sums[key] + tensor
+                self._counts[key] = self._counts[key] + defined
+            else:
+                self._sums[key], self._counts[key] = tensor.clone(), defined.long()
 
     def summary(self) -> dict[str, float]:
         """Means of the accumulated values, pairs/s, data-wait fraction and mean step time."""
         elapsed = max(time.perf_counter() - self.start, 1e-9)
-        out: dict[str, float] = {
-            key: float(total) / self._counts[key] for key, total in sorted(self._sums.items())
-        }
+        out: dict[str, float] = {}
+        for key, total in sorted(self._sums.items()):
+            count = int(self._counts[key])
+            if count:
+                out[key] = float(total) / count
         out["pairs_per_s"] = self.pairs / elapsed
         out["data_wait_frac"] = self.data_wait_s / elapsed
         out["step_time_s"] = elapsed / max(self.steps, 1)

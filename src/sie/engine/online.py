@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sie.eval.metrics import pooled_r2, top_k_accuracy
+from sie.eval.metrics import pooled_r2_tensor, top_k_accuracy_tensor
 from sie.eval.probes import build_mlp_head
 
 __all__ = ["OnlineEvaluator", "rotation_target_dim"]
@@ -90,8 +90,9 @@ class OnlineEvaluator(nn.Module):
             pairs = torch.cat([x[:, :-1], x[:, 1:]], dim=2).reshape(b * (k - 1), -1)
             predicted = self.regressors[name](pairs).float()
             loss = loss + F.mse_loss(predicted, targets)
-            metrics[f"probe/top1_{name}"] = torch.tensor(top_k_accuracy(logits.detach(), view_labels))
-            if b * (k - 1) > 1 and float(targets.var()) > 0:
-                metrics[f"probe/rot_r2_{name}"] = torch.tensor(pooled_r2(predicted.detach(), targets))
+            # Device tensors: reading them here would make every probed step wait for the device.
+            metrics[f"probe/top1_{name}"] = top_k_accuracy_tensor(logits, view_labels)
+            if b * (k - 1) > 1:  # NaN when this batch's rotations are all equal: left out of the mean
+                metrics[f"probe/rot_r2_{name}"] = pooled_r2_tensor(predicted, targets)
         metrics["loss/probe"] = loss.detach()
         return loss, metrics

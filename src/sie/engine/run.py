@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from torch import nn
+from torch import Tensor, nn
 
 from sie.checkpoint import (
     BACKBONE_FILENAME,
@@ -22,8 +22,8 @@ from sie.checkpoint import (
 )
 from sie.config import Config, config_to_dict
 from sie.device import Precision
-from sie.engine.faults import NonFiniteState, nonfinite_entries
-from sie.engine.launch import DistContext, all_reduce_max
+from sie.engine.faults import NonFiniteLoss, NonFiniteState, nonfinite_entries, nonfinite_terms
+from sie.engine.launch import DistContext, all_reduce_max, all_reduce_sum
 from sie.engine.metrics import MetricsLog
 from sie.engine.schedule import lr_at, warmup_steps_for
 from sie.engine.state import capture_rng_state
@@ -63,6 +63,7 @@ class TrainingRun:
     batches_in_epoch: int = 0
     wall_time_s: float = 0.0
     last_checkpoint_step: int | None = None
+    first_nonfinite_step: Tensor | None = None  # on the device; -1 while every loss was finite
     metrics: MetricsLog | None = None
     started: float = field(default_factory=time.monotonic)
 
@@ -163,12 +164,56 @@ def _check_finite(run: TrainingRun) -> None:
     )
 
 
+def record_nonfinite_loss(run: TrainingRun, total: Tensor) -> None:
+    """Remember, on the device, the first step whose loss was NaN or inf (no host synchronisation)."""
+    if run.first_nonfinite_step is None:
+        run.first_nonfinite_step = torch.full((), -1, dtype=torch.int64, device=total.device)
+    seen = run.first_nonfinite_step
+    first_now = torch.logical_and(~torch.isfinite(total), seen < 0)
+    run.first_nonfinite_step = torch.where(first_now, torch.full_like(seen, run.step), seen)
+
+
+def check_losses_finite(run: TrainingRun, values: dict[str, Tensor] | None = None) -> None:
+    """Raise :class:`NonFiniteLoss` if any rank's loss was NaN or inf since the run (re)started.
+
+    Called every ``sie.engine.loop.AGREE_EVERY`` steps and before every log record, checkpoint and the end of the
+    run, so that nothing computed after a non-finite loss is ever logged or saved. One host read (and,
+    with several processes, one all-reduce: every rank must take part).
+    """
+    seen = run.first_nonfinite_step
+    if seen is None:
+        return
+    local = seen.reshape(1)
+    if run.ctx.distributed:
+        anywhere = all_reduce_sum((local >= 0).float(), run.ctx)
+        bad_anywhere = bool(anywhere.item() > 0)
+    else:
+        bad_anywhere = bool(local.item() >= 0)
+    if bad_anywhere:
+        _raise_nonfinite(run, int(local.item()), values or {})
+
+
+def _raise_nonfinite(run: TrainingRun, bad_step: int, values: dict[str, Tensor]) -> None:
+    if bad_step < 0:
+        at = f"on another rank (found at step {run.step})"
+    else:
+        at = f"at step {bad_step}" + ("" if bad_step == run.step else f" (found at step {run.step})")
+    bad = nonfinite_terms({k: float(v) for k, v in values.items()}) if bad_step == run.step else []
+    terms = f": {', '.join(bad)}" if bad else ""
+    raise NonFiniteLoss(
+        f"non-finite loss {at}{terms}; nothing computed since was logged or saved; {kept_checkpoint(run)}. "
+        "Try a lower optim.lr, train.precision=fp32 or a larger train.batch_size"
+    )
+
+
 def save_training_state(run: TrainingRun) -> None:
     """Write checkpoint.pt and backbone.safetensors (rank 0; atomic) and update run.json.
 
     Raises:
+        NonFiniteLoss: a loss since the run (re)started was NaN or inf; nothing is written.
         NonFiniteState: something it would save is NaN or inf; nothing is written.
     """
+    check_losses_finite(run)
     _check_finite(run)
     if run.ctx.is_main:
         state = {

@@ -45,11 +45,13 @@ __all__ = [
     "expected_reciprocal_ranks",
     "majority_class_accuracy",
     "pooled_r2",
+    "pooled_r2_tensor",
     "rank_counts",
     "rotation_retrieval_errors",
     "simulate_independent_pre",
     "simulate_rotation_r2_floor",
     "top_k_accuracy",
+    "top_k_accuracy_tensor",
     "uniform_ranking_hits_at_k",
     "uniform_ranking_mrr",
 ]
@@ -73,13 +75,23 @@ def pooled_r2(predictions: Tensor, targets: Tensor) -> float:
         )
     if targets.numel() == 0:
         raise ValueError("pooled_r2 needs at least one target")
+    value = pooled_r2_tensor(predictions, targets)
+    if value.isnan() and not predictions.isnan().any():
+        raise ValueError("pooled_r2 is undefined for constant targets (zero total sum of squares)")
+    return float(value)
+
+
+def pooled_r2_tensor(predictions: Tensor, targets: Tensor) -> Tensor:
+    """:func:`pooled_r2` as a 0-d float64 tensor on the inputs' device, NaN for constant targets.
+
+    For training loops: it never makes the host wait for the device (no ``.item()``, no branch on a
+    value). Shapes must match (not checked: that would be the caller's bug).
+    """
     t = targets.detach().to(torch.float64)
     p = predictions.detach().to(torch.float64)
     residual = ((t - p) ** 2).sum()
     total = ((t - t.mean()) ** 2).sum()
-    if float(total) == 0.0:
-        raise ValueError("pooled_r2 is undefined for constant targets (zero total sum of squares)")
-    return float(1.0 - residual / total)
+    return torch.where(total > 0, 1.0 - residual / total, torch.full_like(total, float("nan")))
 
 
 def constant_predictor_r2(fit_targets: Tensor, eval_targets: Tensor) -> float:
@@ -120,10 +132,14 @@ def top_k_accuracy(logits: Tensor, labels: Tensor, k: int = 1) -> float:
         )
     if logits.shape[0] == 0:
         raise ValueError("top_k_accuracy needs at least one sample")
+    return float(top_k_accuracy_tensor(logits, labels, k))
+
+
+def top_k_accuracy_tensor(logits: Tensor, labels: Tensor, k: int = 1) -> Tensor:
+    """:func:`top_k_accuracy` as a 0-d float32 tensor on the logits' device (no host synchronisation)."""
     k = min(k, logits.shape[1])
-    top = logits.topk(k, dim=1).indices
-    hits = (top == labels.unsqueeze(1)).any(dim=1)
-    return float(hits.double().mean())
+    top = logits.detach().topk(k, dim=1).indices
+    return (top == labels.unsqueeze(1)).any(dim=1).float().mean()
 
 
 def majority_class_accuracy(fit_labels: Tensor, eval_labels: Tensor, k: int = 1) -> float:

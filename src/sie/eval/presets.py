@@ -13,18 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from sie.config import (
-    Config,
-    EvalConfig,
-    _suggest,
-    apply_overrides,
-    config_from_dict,
-    config_to_dict,
-    load_config_file,
-    validate,
-)
+from sie.config import Config, EvalConfig, _suggest, resolve_config
 from sie.errors import ConfigError
 
 __all__ = ["EVAL_PRESETS", "eval_preset", "resolve_eval_config"]
@@ -52,34 +41,25 @@ def resolve_eval_config(
     config_file: str | Path | None = None,
     overrides: Sequence[str] = (),
     flags: Mapping[str, Any] | None = None,
+    flag_names: Mapping[str, str] | None = None,
 ) -> EvalConfig:
     """The eval settings for ``sie eval``: run's eval section (or ``preset``) -> ``--config`` -> ``--set`` -> flags.
 
-    Only the ``eval`` section may change: the model and data sections must stay those the checkpoint
-    was trained with, so a YAML file or ``--set`` key outside ``eval.`` is a ConfigError. ``flags``
-    maps ``eval.KEY`` to a value (None = not given).
+    :func:`sie.config.resolve_config` with the run's config as its base. Only the ``eval`` section may
+    change: the model and data sections must stay those the checkpoint was trained with, so a YAML
+    file or ``--set`` key outside ``eval.`` is a ConfigError. ``flags`` maps ``eval.KEY`` to a value
+    (None = not given).
     """
-    cfg = dataclasses.replace(run_cfg, eval=eval_preset(preset) if preset else run_cfg.eval)
-    if config_file is not None:
-        path = Path(config_file)
-        if not path.is_file():
-            raise ConfigError(f"--config {path}: no such file")
-        loaded = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(loaded, Mapping) or set(loaded) - {"eval"}:
-            raise ConfigError(
-                f"--config {path}: sie eval reads only an 'eval:' section; found {sorted(loaded)}"
-            )
-        cfg = load_config_file(path, base=cfg)
-    foreign = [item for item in overrides if not item.startswith("eval.")]
-    if foreign:
-        raise ConfigError(
-            f"--set {foreign[0]!r}: sie eval changes only eval.* keys (the model and data come from the run)"
-        )
-    if overrides:
-        cfg = apply_overrides(cfg, overrides)
-    given = {k.split(".", 1)[1]: v for k, v in (flags or {}).items() if v is not None}
-    if given:
-        merged = {**config_to_dict(cfg.eval), **given}
-        flag_names = ", ".join("--" + k.replace("_", "-") for k in given)
-        cfg = dataclasses.replace(cfg, eval=config_from_dict(merged, source=flag_names, cls=EvalConfig))
-    return validate(cfg, "sie eval").eval
+    base = dataclasses.replace(run_cfg, eval=eval_preset(preset) if preset else run_cfg.eval)
+    cfg = resolve_config(
+        config_file=config_file,
+        overrides=overrides,
+        flags=flags,
+        base=base,
+        base_source=f"--preset {preset}" if preset else "the run's config.yaml",
+        flag_names=flag_names,
+        sections=("eval",),
+        editable=("eval",),
+        command="sie eval",
+    )
+    return cfg.eval

@@ -19,10 +19,10 @@ training. ``small`` has the ``cpu-small`` preset's sizes; ``full`` is the 3DIEBe
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from sie.config import CPU, Config, RenderConfig, config_from_dict, config_to_dict, load_config_file, validate
-from sie.config import apply_overrides as apply_config_overrides
+from sie.config import CPU, Config, RenderConfig, _suggest, resolve_config
 from sie.errors import ConfigError
 from sie.render.backends.base import RenderSettings
 from sie.render.latents import FACTORS, FactorRanges, latent_size
@@ -78,60 +78,71 @@ def render_settings(cfg: RenderConfig) -> RenderSettings:
     return RenderSettings(size=cfg.size, samples_per_pixel=cfg.samples_per_pixel, antialias=cfg.antialias)
 
 
-def check_render_config(cfg: RenderConfig) -> RenderConfig:
-    """Refuse render settings that cannot work, naming the key; returns ``cfg``."""
+def check_render_config(cfg: RenderConfig, where: Callable[[str], str] | None = None) -> RenderConfig:
+    """Refuse render settings that cannot work, naming the key; returns ``cfg``.
+
+    ``where`` maps a dotted key to the flag or file that set it, prefixed to the message.
+    """
+
+    def refuse(key: str, message: str) -> ConfigError:
+        return ConfigError(f"{where(key)}: {message}" if where else message)
+
     if cfg.views < 1:
-        raise ConfigError(f"render.views={cfg.views} must be >= 1")
+        raise refuse("render.views", f"render.views={cfg.views} must be >= 1")
     if cfg.size < 8:
-        raise ConfigError(f"render.size={cfg.size} must be >= 8 px")
+        raise refuse("render.size", f"render.size={cfg.size} must be >= 8 px")
     if cfg.samples_per_pixel < 1:
-        raise ConfigError(f"render.samples_per_pixel={cfg.samples_per_pixel} must be >= 1")
+        raise refuse(
+            "render.samples_per_pixel", f"render.samples_per_pixel={cfg.samples_per_pixel} must be >= 1"
+        )
     if not 1 <= cfg.jpeg_quality <= 100:
-        raise ConfigError(f"render.jpeg_quality={cfg.jpeg_quality} must be in [1, 100]")
+        raise refuse("render.jpeg_quality", f"render.jpeg_quality={cfg.jpeg_quality} must be in [1, 100]")
     if cfg.workers < 0:
-        raise ConfigError(f"render.workers={cfg.workers} must be >= 0 (0 = all cores)")
+        raise refuse("render.workers", f"render.workers={cfg.workers} must be >= 0 (0 = all cores)")
     size = latent_size(cfg.variant)
     if cfg.orbit_factor and cfg.orbit_factor not in FACTORS[:size]:
         valid = ", ".join(FACTORS[:size])
-        raise ConfigError(
-            f"render.orbit_factor={cfg.orbit_factor!r} is not a factor of variant {cfg.variant}; valid: {valid}"
+        raise refuse(
+            "render.orbit_factor",
+            f"render.orbit_factor={cfg.orbit_factor!r} is not a factor of variant {cfg.variant}; valid: {valid}",
         )
     if not 0.05 <= cfg.field_of_view <= 2.5:
-        raise ConfigError(
-            f"render.field_of_view={cfg.field_of_view} rad is outside [0.05, 2.5] (3DIEBench: 0.691111)"
+        raise refuse(
+            "render.field_of_view",
+            f"render.field_of_view={cfg.field_of_view} rad is outside [0.05, 2.5] (3DIEBench: 0.691111)",
         )
-    factor_ranges(cfg)
+    try:
+        factor_ranges(cfg)
+    except ConfigError as exc:
+        key = str(exc).split("=", 1)[0]
+        raise refuse(key, str(exc)) from None
     return cfg
 
 
 def resolve_render_config(
-    preset: str = "full",
+    preset: str = "small",
     config_file: str | None = None,
-    overrides: list[str] | tuple[str, ...] = (),
-    flags: dict[str, Any] | None = None,
+    overrides: Sequence[str] = (),
+    flags: Mapping[str, Any] | None = None,
+    flag_names: Mapping[str, str] | None = None,
 ) -> Config:
     """Render preset -> ``--config`` file -> ``--set`` overrides -> named flags (``render.*`` keys, None = unset).
 
-    The other sections keep the ``paper`` defaults; the whole config is validated.
+    :func:`sie.config.resolve_config` with a render preset as its base; only the render section is
+    validated (the other sections keep the ``paper`` defaults and are not read by the renderer).
     """
     if preset not in RENDER_PRESETS:
-        raise ConfigError(f"--preset {preset!r}: render presets are {', '.join(RENDER_PRESETS)}")
-    cfg = Config(render=RENDER_PRESETS[preset])
-    source = f"--preset {preset}"
-    if config_file is not None:
-        cfg = load_config_file(config_file, base=cfg)
-        source = str(config_file)
-    if overrides:
-        cfg = apply_config_overrides(cfg, list(overrides))
-        source = "--set"
-    given = {k: v for k, v in (flags or {}).items() if v is not None}
-    if given:
-        data = config_to_dict(cfg)
-        for key, value in given.items():
-            data["render"][key] = value
-        names = ", ".join("--" + k.replace("_", "-") for k in given)
-        cfg = config_from_dict(data, source=names)
-        source = names
-    validate(cfg, source)
-    check_render_config(cfg.render)
-    return cfg
+        raise ConfigError(
+            f"--preset {preset!r}: unknown render preset; valid: {', '.join(RENDER_PRESETS)}"
+            f"{_suggest(preset, RENDER_PRESETS)}"
+        )
+    return resolve_config(
+        config_file=config_file,
+        overrides=overrides,
+        flags=flags,
+        base=Config(render=RENDER_PRESETS[preset]),
+        base_source=f"--preset {preset}",
+        flag_names=flag_names,
+        sections=("render",),
+        command="sie render",
+    )
