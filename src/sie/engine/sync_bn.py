@@ -84,8 +84,7 @@ class SyncBatchNormCPU(_BatchNorm):
                 factor = (
                     1.0 / float(self.num_batches_tracked) if self.momentum is None else float(self.momentum)
                 )
-                n = float(count)
-                unbiased = var.detach() * (n / max(n - 1.0, 1.0))
+                unbiased = var.detach() * (count / (count - 1.0).clamp_min(1.0))  # no host read
                 self.running_mean.mul_(1 - factor).add_(mean.detach(), alpha=factor)
                 self.running_var.mul_(1 - factor).add_(unbiased, alpha=factor)
         return out.to(input.dtype)
