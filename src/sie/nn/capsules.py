@@ -87,9 +87,14 @@ class SelfRouting2d(nn.Module):
 
     def _windows(self, x: Tensor, per_capsule: int) -> Tensor:
         """(N, A per_capsule, H, W) -> (N, L, kk A, per_capsule): every window, window position outer."""
-        n = x.shape[0]
-        cols = F.unfold(x, self.kernel_size, padding=self.padding, stride=self.stride)  # (N, A c kk, L)
+        n, _, h, w = x.shape
         kk = self.kernel_size * self.kernel_size
+        if self.padding == 0 and (h, w) == (self.kernel_size, self.kernel_size):
+            # One window covering the whole map (the projector's case): the map itself, without im2col's
+            # copy (which is slow on CPU for this shape).
+            cols = x.reshape(n, -1, 1)
+        else:
+            cols = F.unfold(x, self.kernel_size, padding=self.padding, stride=self.stride)  # (N, A c kk, L)
         cols = cols.view(n, self.in_caps, per_capsule, kk, cols.shape[-1])
         return cols.permute(0, 4, 3, 1, 2).reshape(n, cols.shape[-1], kk * self.in_caps, per_capsule)
 
