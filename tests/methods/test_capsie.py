@@ -105,7 +105,7 @@ def test_loss_is_the_weighted_terms_and_the_prediction_is_the_sie_hypernetwork()
     t = {k: float(v) for k, v in out.terms.items()}
     expected = (
         o.sim_coeff * t["loss/inv"]
-        + t["loss/memax"]
+        + o.memax_coeff * t["loss/memax"]
         + o.equi_factor * o.sim_coeff * t["loss/equi"]
         + o.std_coeff * (t["loss/std"] + t["loss/pred_std"])
         + o.cov_coeff * t["loss/cov"]

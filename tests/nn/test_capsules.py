@@ -196,3 +196,13 @@ def test_backbone_feature_map_pools_to_the_representation(
 
 def test_reference_map_size_at_256_px() -> None:
     assert feature_map_size(build_backbone("resnet18"), 256) == (512, 8, 8)
+
+
+def test_routing_runs_in_float32_under_autocast() -> None:
+    torch.manual_seed(0)
+    projector = CapsuleProjector(in_channels=8, num_capsules=32, pose_dims=9, map_size=4)
+    _randomised(projector.routing, 3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        activations, poses = projector(torch.randn(6, 8, 4, 4))
+    assert activations.dtype == poses.dtype == torch.float32
+    torch.testing.assert_close(activations.sum(1), torch.ones(6), rtol=0, atol=1e-6)

@@ -70,7 +70,9 @@ class CapsIEConfig:
     equi_factor: float = param(0.45, "the prediction term weighs equi_factor x sim_coeff (--equi-factor)")
     std_coeff: float = param(10.0, "weight of the variance terms (--std-coeff)")
     cov_coeff: float = param(1.0, "weight of the covariance term (--cov-coeff)")
-    memax_coeff: float = param(1.0, "weight of the mean-entropy-maximisation term (not confirmed)")
+    memax_coeff: float = param(
+        10.0, "weight of the mean-entropy-maximisation term: sim_coeff's, as MSN's 1:1 ratio (not confirmed)"
+    )
     predictor_variance: bool = param(True, "include the predictor-output variance term, as SIE")
     anchor_temperature_start: float = param(0.1, "sharpening temperature of the anchor view at the start")
     anchor_temperature_end: float = param(0.1, "... at the end of the schedule")

@@ -147,7 +147,7 @@ class CapsuleProjector(nn.Module):
         map_size: S, side of the backbone's (square) map.
 
     Forward: map (N, in_channels, S, S) -> ``(activations (N, K), poses (N, K, P))``; the activations of
-    one sample sum to 1.
+    one sample sum to 1. The routing layer runs in float32 even under autocast (float64 stays float64).
     """
 
     def __init__(self, in_channels: int, num_capsules: int, pose_dims: int, map_size: int) -> None:
@@ -171,10 +171,18 @@ class CapsuleProjector(nn.Module):
             )
         a = torch.sigmoid(self.bn_activation(self.conv_activation(feature_map)))
         u = self.bn_pose(self.conv_pose(feature_map))
-        out_a, out_u = self.routing(a, u)
+        # Routing normalises by sums over S² K inputs; in bf16 (8-bit mantissa) a view's activations
+        # stop summing to 1 (measured: MEMAX below 0 under the cpu preset), so it runs in float32
+        # (at most a few % of a step: benchmarks/README.md).
+        with torch.autocast(device_type=feature_map.device.type, enabled=False):
+            out_a, out_u = self.routing(_full_precision(a), _full_precision(u))
         assert out_u is not None  # pose_out=True
         n = feature_map.shape[0]
         return out_a.reshape(n, self.num_capsules), out_u.reshape(n, self.num_capsules, self.pose_dims)
+
+
+def _full_precision(x: Tensor) -> Tensor:
+    return x if x.dtype == torch.float64 else x.float()
 
 
 def feature_map_size(backbone: nn.Module, resolution: int) -> tuple[int, int, int]:
