@@ -228,8 +228,17 @@ class EvalConfig:
     )
     feature_batch_size: int = param(256, "batch size of the one-off feature extraction")
     tasks: tuple[str, ...] = param(
-        ("classification", "rotation", "colour", "translation", "absolute_rotation", "retrieval", "rank"),
-        "protocol parts to run (translation only on -T datasets, retrieval only with a predictor; rank = "
+        (
+            "classification",
+            "rotation",
+            "colour",
+            "translation",
+            "translation_base",
+            "absolute_rotation",
+            "retrieval",
+            "rank",
+        ),
+        "protocol parts to run (translation and translation_base only on -T datasets, retrieval only with a predictor; rank = "
         "RankMe effective rank of the val features)",
     )
     ood_split: str = param(

@@ -14,6 +14,7 @@ Notation: Z is an (N, D) batch of embeddings (N rows = samples), Zc = Z - mean o
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
@@ -28,8 +29,11 @@ __all__ = [
     "VARIANCE_EPS",
     "cosine_distance_loss",
     "covariance_loss",
+    "distribution_cross_entropy",
     "info_nce_loss",
     "invariance_loss",
+    "mean_entropy_maximisation",
+    "sharpen",
     "variance_loss",
 ]
 
@@ -157,3 +161,41 @@ def cosine_distance_loss(prediction: Tensor, target: Tensor) -> Tensor:
         raise ValueError(f"shapes differ: {tuple(prediction.shape)} vs {tuple(target.shape)}")
     cosine = F.cosine_similarity(_full_precision(prediction), _full_precision(target), dim=1)
     return 1.0 - cosine.mean()
+
+
+@_outside_autocast
+def distribution_cross_entropy(target: Tensor, prediction: Tensor) -> Tensor:
+    """``mean_n sum_k -target_nk log prediction_nk`` over (N, K) rows of probabilities: scalar.
+
+    EquiCaps' invariance term between two views' capsule activations (``log(x ** -y)`` summed over the
+    capsules, averaged over the local batch; no stop-gradient here). ``0 log 0`` counts as 0.
+    """
+    _check_matrix(prediction, "prediction")
+    if target.shape != prediction.shape:
+        raise ValueError(f"shapes differ: {tuple(target.shape)} vs {tuple(prediction.shape)}")
+    per_row: Tensor = torch.special.xlogy(_full_precision(target), _full_precision(prediction)).sum(dim=1)
+    return -per_row.mean()
+
+
+@_outside_autocast
+def mean_entropy_maximisation(probabilities: Tensor) -> Tensor:
+    """``log K - H(mean_n p_n)`` for (N, K) rows of probabilities: 0 when the batch-mean is uniform.
+
+    The MEMAX term of EquiCaps (from MSN, Assran et al., 2022): it keeps the capsule activations from all
+    collapsing onto the same capsules. Expects rows gathered over all ranks (the mean is the global one).
+    """
+    _check_matrix(probabilities, "probabilities")
+    mean = _full_precision(probabilities).mean(dim=0)
+    negative_entropy: Tensor = torch.special.xlogy(mean, mean).sum()
+    return negative_entropy + math.log(mean.shape[0])
+
+
+@_outside_autocast
+def sharpen(probabilities: Tensor, temperature: float) -> Tensor:
+    """``p ** (1 / T) / sum_k p_k ** (1 / T)`` row-wise for (N, K) positive probabilities (T < 1 sharpens).
+
+    Computed as ``softmax(log p / T)``, which is the same and stays finite for small T.
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    return torch.softmax(torch.log(_full_precision(probabilities)) / temperature, dim=-1)

@@ -29,7 +29,16 @@ from torch import Tensor
 
 from sie import geometry
 
-__all__ = ["TRANSFORM_KINDS", "TransformKind", "relative_transforms", "transform_dim"]
+__all__ = [
+    "SE3_FRAMES",
+    "TRANSFORM_KINDS",
+    "TransformKind",
+    "relative_rotation_matrices",
+    "relative_se3",
+    "relative_transforms",
+    "se3_pose",
+    "transform_dim",
+]
 
 TransformKind = Literal["quat", "euler", "rotcolor", "all"]
 TRANSFORM_KINDS: tuple[str, ...] = get_args(TransformKind)
@@ -98,3 +107,45 @@ def relative_transforms(
     if lat.shape[-1] == 10:
         parts.append(b[..., _TRANSLATION_COLUMNS] - a[..., _TRANSLATION_COLUMNS])
     return torch.cat(parts, dim=-1).to(dtype)
+
+
+SE3_FRAMES: tuple[str, ...] = ("object", "base")
+"""How a -T view's rotation R and translation t make one 4 x 4 pose (AberdeenML/EquiCaps ``src/dataset.py``):
+``object`` = T R (rotate about the object's centre, then move it), ``base`` = R T (move, then rotate
+about the origin)."""
+
+
+def relative_rotation_matrices(latents: np.ndarray | Tensor, *, dtype: torch.dtype = torch.float32) -> Tensor:
+    """Rotation matrices (..., K-1, 3, 3) of ``R_k^-1 R_{k+1}`` from latents (..., K, L) (computed in float64).
+
+    The matrix form of the ``quat`` parameters: ``R_k @ result == R_{k+1}``.
+    """
+    lat = torch.as_tensor(latents).to(torch.float64)
+    rot = geometry.euler_xyz_to_matrix(lat[..., 0:3])
+    return geometry.relative_rotation_matrix(rot[..., :-1, :, :], rot[..., 1:, :, :]).to(dtype)
+
+
+def se3_pose(latents: np.ndarray | Tensor, frame: str) -> Tensor:
+    """4 x 4 poses (..., 4, 4) float64 of views with 10-value latents (..., 10): T R (object) or R T (base)."""
+    if frame not in SE3_FRAMES:
+        raise ValueError(f"unknown frame {frame!r}; expected one of {', '.join(SE3_FRAMES)}")
+    lat = torch.as_tensor(latents).to(torch.float64)
+    if lat.shape[-1] != 10:
+        raise ValueError(f"4 x 4 poses need latents with translations (10 values); got {lat.shape[-1]}")
+    rotation = geometry.euler_xyz_to_matrix(lat[..., 0:3])
+    translation = lat[..., _TRANSLATION_COLUMNS]
+    if frame == "base":
+        translation = (rotation @ translation.unsqueeze(-1)).squeeze(-1)  # R T = [R, R t]
+    pose = torch.zeros(*lat.shape[:-1], 4, 4, dtype=torch.float64, device=lat.device)
+    pose[..., :3, :3] = rotation
+    pose[..., :3, 3] = translation
+    pose[..., 3, 3] = 1.0
+    return pose
+
+
+def relative_se3(latents: np.ndarray | Tensor, frame: str, *, dtype: torch.dtype = torch.float32) -> Tensor:
+    """Relative 4 x 4 transforms (..., K-1, 4, 4) ``M_k^-1 M_{k+1}`` of consecutive views' poses
+    (:func:`se3_pose`), from latents (..., K, 10); computed in float64, so ``M_k @ result == M_{k+1}``."""
+    pose = se3_pose(latents, frame)
+    relative: Tensor = torch.linalg.solve(pose[..., :-1, :, :], pose[..., 1:, :, :])
+    return relative.to(dtype)

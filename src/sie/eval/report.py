@@ -79,6 +79,8 @@ MAIN_COLUMNS: tuple[Column, ...] = (
     Column("Rot. R² full", "r2", "rotation", "full", "val"),
     Column("Colour R² full", "r2", "colour", "full", "val"),
     Column("Colour R² inv ↓", "r2", "colour", "inv", "val", invariance=True),
+    Column("Transl. R² full", "r2", "translation", "full", "val"),
+    Column("Transl. R² base full", "r2", "translation_base", "full", "val"),
     Column("MRR", "MRR", "retrieval", "embedding", "val-val"),
     Column("H@1", "H@1", "retrieval", "embedding", "val-val"),
     Column("H@5", "H@5", "retrieval", "embedding", "val-val"),

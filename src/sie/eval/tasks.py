@@ -5,7 +5,9 @@ spot theta, spot phi, spot hue, and for -T datasets translation x, y, z.
 
 * ``rotation``: quaternion (x, y, z, w) of ``R_a^-1 R_b``, not canonicalised (the training target).
 * ``colour``: ``(floor hue, spot hue)`` of view b minus view a, not wrapped (the reference).
-* ``translation`` (-T datasets): translation of view b minus view a.
+* ``translation`` (-T datasets): translation of view b minus view a (EquiCaps' "object frame").
+* ``translation_base`` (-T datasets): ``R_b t_b - R_a t_a``, the translation parts of the views' base-frame
+  poses R T (EquiCaps' "base (final) frame" probe, AberdeenML/EquiCaps).
 * ``absolute_rotation``: quaternion of one view's own rotation (single-view probe).
 
 Pair targets come from ``sie.data.targets.relative_transforms`` (the training targets' code).
@@ -20,7 +22,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from sie.data.targets import relative_transforms
+from sie.data.targets import relative_transforms, se3_pose
 from sie.geometry import euler_xyz_to_quaternion
 
 __all__ = [
@@ -30,6 +32,7 @@ __all__ = [
     "colour_pair_target",
     "regression_tasks_for",
     "rotation_pair_target",
+    "translation_base_pair_target",
     "translation_pair_target",
 ]
 
@@ -47,6 +50,12 @@ def colour_pair_target(pair_latents: Tensor) -> Tensor:
 def translation_pair_target(pair_latents: Tensor) -> Tensor:
     """Latents (B, 2, 10) of a -T dataset -> translation of view b minus view a (B, 3) float32."""
     return relative_transforms(pair_latents, "quat")[:, 0, 4:7]
+
+
+def translation_base_pair_target(pair_latents: Tensor) -> Tensor:
+    """Latents (B, 2, 10) of a -T dataset -> ``R_b t_b - R_a t_a`` (B, 3) float32 (base-frame translations)."""
+    translation = se3_pose(pair_latents, "base")[..., :3, 3]
+    return (translation[:, 1] - translation[:, 0]).float()
 
 
 def absolute_rotation_target(view_latents: Tensor) -> Tensor:
@@ -74,6 +83,14 @@ REGRESSION_TASKS: dict[str, RegressionTask] = {
     "colour": RegressionTask("colour", "pair", 2, colour_pair_target, "floor and spot hue deltas (b - a)"),
     "translation": RegressionTask(
         "translation", "pair", 3, translation_pair_target, "translation deltas (b - a), -T datasets", 10
+    ),
+    "translation_base": RegressionTask(
+        "translation_base",
+        "pair",
+        3,
+        translation_base_pair_target,
+        "base-frame translation deltas R_b t_b - R_a t_a, -T datasets",
+        10,
     ),
     "absolute_rotation": RegressionTask(
         "absolute_rotation", "view", 4, absolute_rotation_target, "quaternion of a single view's rotation"

@@ -2,7 +2,8 @@
 plain convolutional network for minutes-scale CPU runs.
 
 Every backbone maps images (N, 3, H, W) to pooled features (N, num_features) and exposes the
-``num_features`` attribute (timm's convention). Nothing is ever downloaded: weights start random.
+``num_features`` attribute (timm's convention); ``feature_map(x)`` gives the last map before the
+pooling, (N, num_features, H', W'), for heads that read the spatial map (capsule projectors). Nothing is ever downloaded: weights start random.
 
 ``resnet18`` is the ResNet-18 of the SIE (and VICReg) reference code, not torchvision's. It differs in
 ways that change the pixel alignment and the parameter count, all reproduced here (facebookresearch/SIE ``src/resnet.py``):
@@ -167,15 +168,22 @@ class ReferenceResNet18(nn.Module):
                 if isinstance(module, ReferenceBasicBlock):
                     nn.init.zeros_(module.bn2.weight)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Images (N, 3, H, W) -> pooled features (N, 8 width); (N, 512) for the reference."""
+    def feature_map(self, x: Tensor) -> Tensor:
+        """Images (N, 3, H, W) -> the last stage's map before pooling (N, 8 width, H', W').
+
+        H' = ceil(H / 32) with the standard stem (8 x 8 for 256 px), ceil(H / 8) with the small stem.
+        """
         if self.small_stem:
             x = self.relu(self.bn1(self.conv1(x)))
         else:
             x = self.relu(self.bn1(self.conv1(F.pad(x, (2, 3, 2, 3)))))
             x = self.maxpool(F.pad(x, (0, 1, 0, 1), value=_MAXPOOL_PAD_VALUE))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return torch.flatten(self.avgpool(x), 1)
+        out: Tensor = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return out
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Images (N, 3, H, W) -> pooled features (N, 8 width); (N, 512) for the reference."""
+        return torch.flatten(self.avgpool(self.feature_map(x)), 1)
 
 
 class TorchvisionResNet18(torchvision.models.ResNet):  # type: ignore[misc]  # torchvision has no stubs
@@ -195,6 +203,12 @@ class TorchvisionResNet18(torchvision.models.ResNet):  # type: ignore[misc]  # t
             self.conv1 = nn.Conv2d(3, 64, 3, stride=1, padding=1, bias=False)
             nn.init.kaiming_normal_(self.conv1.weight, mode="fan_out", nonlinearity="relu")
             self.maxpool = nn.Identity()
+
+    def feature_map(self, x: Tensor) -> Tensor:
+        """Images (N, 3, H, W) -> the last stage's map before pooling (N, 512, H', W')."""
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        out: Tensor = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return out
 
 
 class ConvNet(nn.Module):
@@ -228,9 +242,14 @@ class ConvNet(nn.Module):
         self.num_features = in_channels
         kaiming_init(self)
 
+    def feature_map(self, x: Tensor) -> Tensor:
+        """Images (N, 3, H, W) -> the last layer's map before pooling (N, 8 width, H / 8, W / 8)."""
+        out: Tensor = self.features(x)
+        return out
+
     def forward(self, x: Tensor) -> Tensor:
         """Images (N, 3, H, W) -> pooled features (N, 8 width)."""
-        return torch.flatten(self.avgpool(self.features(x)), 1)
+        return torch.flatten(self.avgpool(self.feature_map(x)), 1)
 
 
 def build_backbone(arch: str, small_stem: bool = False, width: int = 0) -> nn.Module:
