@@ -19,6 +19,7 @@ training. ``small`` has the ``cpu-small`` preset's sizes; ``full`` is the 3DIEBe
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from sie.config import CPU, Config, RenderConfig, config_from_dict, config_to_dict, load_config_file, validate
@@ -104,6 +105,31 @@ def check_render_config(cfg: RenderConfig) -> RenderConfig:
     return cfg
 
 
+_FLAG_OF_KEY = {"class_sizes": "objects_per_class", "orbit_factor": "orbit"}
+"""Render keys set by a flag of another name (``--objects-per-class N`` also sets ``class_sizes``)."""
+
+_UNSET = "\x00render flags"
+"""Placeholder ``source`` of the flag layer: replaced by the flag that set the key at fault."""
+
+_RENDER_KEY = re.compile(r"\brender\.([a-z_]+)")
+
+
+def _flag_name(key: str) -> str:
+    return "--" + _FLAG_OF_KEY.get(key, key).replace("_", "-")
+
+
+def _blame(exc: ConfigError, origins: dict[str, str], default: str) -> ConfigError:
+    """``exc`` with its message led by the flag, ``--set`` item or file that set the key it names."""
+    message = str(exc)
+    if message.startswith(_UNSET + ": "):
+        message = message[len(_UNSET) + 2 :]
+    elif not message.startswith("render."):  # already names its source (a file, --set, --preset)
+        return exc
+    found = _RENDER_KEY.search(message)
+    origin = origins.get(found.group(1), default) if found else default
+    return ConfigError(f"{origin}: {message}")
+
+
 def resolve_render_config(
     preset: str = "full",
     config_file: str | None = None,
@@ -112,26 +138,33 @@ def resolve_render_config(
 ) -> Config:
     """Render preset -> ``--config`` file -> ``--set`` overrides -> named flags (``render.*`` keys, None = unset).
 
-    The other sections keep the ``paper`` defaults; the whole config is validated.
+    The other sections keep the ``paper`` defaults; the whole config is validated. A refusal is led by
+    the one flag, ``--set`` item or file that set the key at fault (``--preset NAME`` for keys none set).
     """
     if preset not in RENDER_PRESETS:
         raise ConfigError(f"--preset {preset!r}: render presets are {', '.join(RENDER_PRESETS)}")
     cfg = Config(render=RENDER_PRESETS[preset])
-    source = f"--preset {preset}"
+    default = f"--preset {preset}"
+    origins: dict[str, str] = {}
     if config_file is not None:
         cfg = load_config_file(config_file, base=cfg)
-        source = str(config_file)
+        default = str(config_file)  # keys the file does not set keep the preset's (valid) values
     if overrides:
         cfg = apply_config_overrides(cfg, list(overrides))
-        source = "--set"
+        for item in overrides:
+            key = item.partition("=")[0].strip()
+            if key.startswith("render."):
+                origins[key.removeprefix("render.")] = f"--set {item}"
     given = {k: v for k, v in (flags or {}).items() if v is not None}
-    if given:
-        data = config_to_dict(cfg)
-        for key, value in given.items():
-            data["render"][key] = value
-        names = ", ".join("--" + k.replace("_", "-") for k in given)
-        cfg = config_from_dict(data, source=names)
-        source = names
-    validate(cfg, source)
-    check_render_config(cfg.render)
+    try:
+        if given:
+            data = config_to_dict(cfg)
+            for key, value in given.items():
+                data["render"][key] = value
+                origins[key] = _flag_name(key)
+            cfg = config_from_dict(data, source=_UNSET)
+        validate(cfg, _UNSET)
+        check_render_config(cfg.render)
+    except ConfigError as exc:
+        raise _blame(exc, origins, default) from None
     return cfg
