@@ -283,8 +283,8 @@ def check_dataset(
     report.problems.extend(manifest_problems)
     found_names = find_split_names(root)
     names = list(splits) if splits else found_names or ["train"]
-    if not splits:
-        report.problems.extend(_missing_partner_splits(root, found_names))
+    missing_partner = [] if splits else _missing_partner_splits(root, found_names)
+    report.problems.extend(missing_partner)
     specs: dict[str, SplitSpec] = {}
     for name in names:
         spec, split_problems = read_split(root, name)
@@ -299,7 +299,7 @@ def check_dataset(
         else:
             specs[name] = spec
     report.problems.extend(_duplicates(specs))
-    if not splits:
+    if not splits and not missing_partner:  # else the missing split's objects would all be listed here
         report.problems.extend(_unlisted_objects(root, specs))
 
     views = manifest.get("views_per_object") if manifest is not None else None
