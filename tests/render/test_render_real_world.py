@@ -317,7 +317,7 @@ def test_a_run_that_keeps_no_class_writes_no_split_files_and_is_not_clean(
     _with_garbage(root, "a", 1, 3)
     _with_garbage(root, "b", 1, 3)
     out = tmp_path / "out"
-    with pytest.raises(UsageError, match="no class has the 2 usable objects") as err:
+    with pytest.raises(UsageError, match="no class keeps the objects a split needs") as err:
         render_dataset(replace(CFG, source=f"folder:{root}", skip_bad=True), out, workers=1, progress=False)
     assert "a: 1 of its 4 objects left after skipping 3" in str(err.value)
     assert not list(out.glob("*_images.npy")) and not list(out.glob("*_labels.npy"))

@@ -259,11 +259,17 @@ def _pool_results(
                     try:
                         result = future.result()
                     except BrokenProcessPool:
+                        suspects = []
+                        for other, obj in pending.items():  # keep what finished before the pool broke
+                            if other.done() and not other.cancelled() and other.exception() is None:
+                                yield other.result()
+                            else:
+                                suspects.append(obj)
                         _log.warning(
-                            "a render process died; rendering its %d objects in flight one at a time",
-                            len(pending),
+                            "a render process died; rendering the %d objects in flight one at a time",
+                            len(suspects),
                         )
-                        return list(pending.values())
+                        return suspects
                     del pending[future]
                     yield result
                     if queue:
@@ -362,23 +368,17 @@ def _finalise(
             missing[0],
         )
         return False
-    splits_after_skipping = split_after_skipping(
-        plan, set(skipped), seed=cfg.seed, val_fraction=cfg.val_fraction
-    )
-    kept, counts, dropped = (
-        splits_after_skipping.kept,
-        splits_after_skipping.counts,
-        splits_after_skipping.dropped,
-    )
+    after = split_after_skipping(plan, set(skipped), seed=cfg.seed, val_fraction=cfg.val_fraction)
+    kept, counts, dropped = after.kept, after.counts, after.dropped
     for entry in dropped:
         _log.warning("class %s dropped: %s", entry["class"], entry["reason"])
     if not kept:
-        reasons = "; ".join(f"{d['class']}: {d['reason']}" for d in dropped[:5])
+        reasons = ", ".join(f"{d['class']}: {d['reason'].split(';')[0]}" for d in dropped[:5])
         raise UsageError(
-            f"{root}: no class has the 2 usable objects a train/val split needs after --skip-bad left out "
-            f"{len(skipped)} objects ({reasons}); nothing to write"
+            f"{root}: after --skip-bad left out {len(skipped)} objects, no class keeps the objects a split "
+            f"needs ({reasons}{', ...' if len(dropped) > 5 else ''}); no split files written"
         )
-    write_split_files(root, splits_after_skipping)
+    write_split_files(root, after)
     non_watertight = read_notes(root, "non_watertight")
     splits = plan.splits
     n_objects = sum(sum(c.values()) for c in counts.values())
