@@ -291,14 +291,18 @@ def _with_garbage(root: Path, name: str, good: int, bad: int) -> None:
         box((1.0, 2.0 + 0.1 * k, 1.0)).export(root / name / f"{name}{k:02d}.ply")
 
 
-@pytest.mark.parametrize(("good", "bad", "train", "val"), [(5, 5, 4, 1), (2, 9, 1, 1)])
+@pytest.mark.parametrize(("total", "bad", "train", "val"), [(10, 5, 4, 1), (11, 9, 1, 1)])
 def test_skip_bad_draws_the_split_among_the_usable_objects(
-    tmp_path: Path, good: int, bad: int, train: int, val: int
+    tmp_path: Path, total: int, bad: int, train: int, val: int
 ) -> None:
-    root = tmp_path / "meshes"
-    _with_garbage(root, "a", good, bad)
-    _with_garbage(root, "b", 4, 0)
+    """The objects that break are the planned val objects of class a and some train ones: drawn before
+    skipping, the split left the class without val, dropped it and left its folders in no split."""
+    root = _folder(tmp_path / "meshes", {"a": total, "b": 4})
     cfg = replace(CFG, source=f"folder:{root}", skip_bad=True)
+    planned = [o for o in build_plan(open_source(cfg.source), cfg).objects if o.ref.class_id == "a"]
+    victims = [o for o in planned if o.split == "val"] + [o for o in planned if o.split == "train"]
+    for victim in victims[:bad]:
+        Path(victim.ref.locator).write_bytes(b"garbage\x00\xff" * 10)
     out = tmp_path / "out"
     summary = render_dataset(cfg, out, workers=1, progress=False)
     manifest = json.loads((out / "dataset.json").read_text())
@@ -307,7 +311,7 @@ def test_skip_bad_draws_the_split_among_the_usable_objects(
     assert (a["train"], a["val"]) == (train, val)
     listed = {str(e).strip("/") for s in ("train", "val") for e in np.load(out / f"{s}_images.npy")}
     on_disk = {f"{p.parent.name}/{p.name}" for p in out.glob("*/*") if p.is_dir() and p.parent.name in "ab"}
-    assert listed == on_disk and len(listed) == good + 4  # no rendered object outside every split
+    assert listed == on_disk and len(listed) == total - bad + 4  # no rendered object outside every split
 
 
 def test_a_run_that_keeps_no_class_writes_no_split_files_and_is_not_clean(
