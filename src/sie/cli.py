@@ -178,8 +178,10 @@ def _register_data(sub: _SubParsers) -> None:
         "check",
         help="scan a dataset (3DIEBench layout or packed store), print every problem; exit 1 if any",
         description=(
-            "Checks the split files, every object directory, every JPEG (decoded) and every latent, or, for a\n"
-            "packed store, the manifest and the size and sha256 of every file. Prints one line per problem\n"
+            "Checks the split files (train and val both there, none empty), dataset.json (a render that did not\n"
+            "finish), object folders listed in no split, every object directory, every JPEG (decoded; RGB, one\n"
+            "size) and every latent (length, float64, finite and inside the sampling ranges), or, for a packed\n"
+            "store, the manifest and the size and sha256 of every file. Prints one line per problem\n"
             "(path: kind: what was expected) and a count. Exit 0 if clean, 1 if any problem."
         ),
         formatter_class=_HelpFormatter,

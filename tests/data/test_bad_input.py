@@ -61,7 +61,7 @@ def test_structural_problems_fail_fast_or_are_skipped(
     elif case == "wrong latent length":
         np.save(path, np.zeros(6))
     elif case == "missing object":
-        obj.rename(obj.with_name("elsewhere"))
+        obj.rename(dataset_copy.parent / "elsewhere")  # out of the dataset: inside, it would be unlisted
     elif case == "label mismatch":
         labels = np.load(path)
         labels[1] = 2

@@ -8,7 +8,7 @@ from typing import Any
 
 import trimesh
 
-__all__ = ["box", "write_off_fused_header", "write_shapenet"]
+__all__ = ["box", "crash_on_bad_in_key", "write_off_fused_header", "write_shapenet"]
 
 
 def box(extents: tuple[float, float, float] = (1.0, 3.0, 1.0)) -> Any:
@@ -39,3 +39,15 @@ def write_off_fused_header(path: Path, size: float = 1.0, tall: float = 3.0) -> 
     lines += ["3 " + " ".join(str(i) for i in f) for f in mesh.faces]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
+
+
+def crash_on_bad_in_key(obj: Any) -> Any:
+    """A render-pool task for the tests: the process exits abruptly (as if killed) for an object of
+    class ``bad``; every other object comes back rendered without rendering anything."""
+    import os
+
+    from sie.render.generator import ObjectResult
+
+    if obj.key.startswith("bad/"):
+        os._exit(3)
+    return ObjectResult(obj.key, "rendered", 1, obj.ref.locator)

@@ -49,17 +49,18 @@ def test_mesh_source_renders_and_unreadable_object_stops_with_its_path(tmp_path:
     assert f"/{victim.key}/" not in entries and len(entries) == 5
 
 
-def test_a_class_left_without_val_objects_is_dropped(tmp_path: Path) -> None:
+def test_a_class_left_with_one_usable_object_is_dropped(tmp_path: Path) -> None:
     root = _shapenet(tmp_path)
     cfg = replace(CFG, source=f"shapenet:{root}", skip_bad=True)
     plan = build_plan(open_source(cfg.source), cfg)
-    victim = next(o for o in plan.objects if o.split == "val" and o.ref.class_id == "03001627")
-    Path(victim.ref.locator).unlink()
+    victims = [o for o in plan.objects if o.ref.class_id == "03001627"][:2]
+    for victim in victims:
+        Path(victim.ref.locator).unlink()
     summary = render_dataset(cfg, tmp_path / "out", workers=1, progress=False)
     manifest = json.loads((tmp_path / "out" / "dataset.json").read_text())
     assert summary.complete and manifest["counts"]["classes"] == 1
     assert manifest["skipped_classes"][0]["class"] == "03001627"
-    assert "no val object left" in manifest["skipped_classes"][0]["reason"]
+    assert "1 of its 3 objects left after skipping 2" in manifest["skipped_classes"][0]["reason"]
     assert set(np.load(tmp_path / "out" / "train_labels.npy")) == {0}
 
 

@@ -14,7 +14,7 @@ from PIL import Image
 pytest.importorskip("warp")
 
 from sie.config import RenderConfig
-from sie.errors import UsageError
+from sie.errors import UsageError, WorkFailed
 from sie.render.generator import object_latents, render_dataset
 from sie.render.plan import build_plan
 from sie.render.sources import ProceduralSource
@@ -140,7 +140,7 @@ def test_a_crash_mid_object_leaves_no_half_written_object(
     monkeypatch.setattr(writer.np, "save", failing_save)
     cfg = replace(TINY, classes=1)
     root = tmp_path / "crash"
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(WorkFailed, match=r"writing the dataset failed \(disk full \(simulated\)\)"):
         render_dataset(cfg, root, workers=1, progress=False)
     objects = [p for p in (root).glob("*/*") if p.is_dir()]
     assert len(objects) == 1  # the first object is complete, the second does not exist at all

@@ -30,6 +30,13 @@ CORRUPT_IMAGE = "corrupt image"
 IMAGE_SIZE = "image of unexpected size"
 BAD_LATENT = "latent of wrong length"
 STORE = "packed store file"
+# Found by `sie data check` only (the content and the dataset as a whole):
+LATENT_VALUE = "latent value out of range"
+LATENT_DTYPE = "latent not float64"
+NOT_RGB = "image not RGB"
+EMPTY_SPLIT = "empty split"
+UNLISTED_OBJECT = "object in no split"
+UNFINISHED = "unfinished render"
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,9 @@ __all__ = [
     "check_image_size",
     "dataset_hash",
     "decode_image",
+    "decode_image_and_mode",
     "load_latent",
+    "read_latent_array",
     "render_identity",
 ]
 
@@ -45,9 +47,14 @@ _SHOWN_PROBLEMS = 10
 
 def decode_image(path: Path) -> np.ndarray:
     """(H, W, 3) uint8 RGB pixels of an image file (PIL, like the reference). UsageError if unreadable."""
+    return decode_image_and_mode(path)[0]
+
+
+def decode_image_and_mode(path: Path) -> tuple[np.ndarray, str]:
+    """:func:`decode_image`, and the file's PIL mode (``RGB``; ``L`` for a grayscale JPEG)."""
     try:
         with Image.open(path) as img:
-            return np.array(img.convert("RGB"))  # a writable copy (torch.from_numpy needs one)
+            return np.array(img.convert("RGB")), img.mode  # a writable copy (torch.from_numpy needs one)
     except FileNotFoundError:
         raise BadFileError(Problem(P.MISSING_IMAGE, path, "expected a JPEG file")) from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
@@ -56,6 +63,12 @@ def decode_image(path: Path) -> np.ndarray:
 
 def load_latent(path: Path, latent_size: int) -> np.ndarray:
     """(L,) float64 latent of one view. UsageError if missing, unreadable or of the wrong length."""
+    latent: np.ndarray = read_latent_array(path, latent_size).astype(np.float64, copy=False)
+    return latent
+
+
+def read_latent_array(path: Path, latent_size: int) -> np.ndarray:
+    """(L,) latent of one view as stored (any float dtype). UsageError if missing, unreadable or of the wrong length."""
     try:
         arr = np.load(path, allow_pickle=False)
     except FileNotFoundError:
@@ -67,7 +80,7 @@ def load_latent(path: Path, latent_size: int) -> np.ndarray:
     if arr.shape != (latent_size,) or arr.dtype.kind != "f":
         detail = f"got shape {arr.shape} {arr.dtype}; expected ({latent_size},) float64"
         raise BadFileError(Problem(P.BAD_LATENT, path, detail))
-    latent: np.ndarray = arr.astype(np.float64, copy=False)
+    latent: np.ndarray = arr
     return latent
 
 

@@ -4,7 +4,8 @@ Finds, per object: a split entry with no directory, missing ``image_{v}.jpg`` / 
 for ``v < V``, view files beyond ``V``, latent files of the wrong length (by size, confirmed by
 loading), labels that disagree with the sorted synset order and, optionally, JPEG files that do not
 start with the SOI marker or lack the EOI marker near their end (truncated or not JPEG). ``V``, the
-number of views per object, is read from disk: the most common number of images per object.
+number of views per object, is given (``dataset.json``) or read from disk: per object, one past the
+highest view that has both files, the most common value over the objects.
 The byte size of each object's first view (``image_0.jpg``) is recorded on the way, for the
 dataset's identity (:func:`sie.data.raw.dataset_hash`): one ``stat`` per object, next to the one per
 latent file the scan makes anyway.
@@ -105,6 +106,23 @@ def _list_all(root: Path, ids: Sequence[str], check_markers: bool, workers: int)
         return [listing for part in pool.map(run, chunks) for listing in part]
 
 
+def _views_per_object(listings: Sequence[ObjectListing]) -> int:
+    """V as the objects show it: per object, one past its highest view with both an image and a latent
+    (only images count where it has no latent at all); the most common value wins, ties the larger.
+
+    A stray ``image_7.jpg`` beside views 0..2 (no ``latent_7.npy``) therefore still says 3, where a
+    count of images would say 4 and report ``image_3`` missing from every other object; a view missing
+    in the middle does not lower the estimate either.
+    """
+    estimates = Counter[int]()
+    for li in listings:
+        if not li.exists or not li.images:
+            continue
+        both = li.images & li.latents.keys()
+        estimates[max(both) + 1 if both else len(li.images)] += 1
+    return max(estimates.items(), key=lambda kv: (kv[1], kv[0]))[0] if estimates else 0
+
+
 def _latent_shape(path: Path) -> tuple[tuple[int, ...], str] | None:
     try:
         arr = np.load(path, allow_pickle=False)
@@ -120,15 +138,18 @@ def scan_split(
     *,
     check_markers: bool = False,
     workers: int | None = None,
+    expected_views: int | None = None,
 ) -> ScanResult:
-    """Scan every object of ``spec`` under ``root`` (threads; I/O bound). Returns V, L and the problems."""
+    """Scan every object of ``spec`` under ``root`` (threads; I/O bound). Returns V, L and the problems.
+
+    ``expected_views`` is V when it is known (``dataset.json``'s ``views_per_object``); otherwise it
+    is read from the objects (:func:`_views_per_object`).
+    """
     workers = workers or min(32, 4 * (os.cpu_count() or 1))
     listings = _list_all(root, spec.object_ids, check_markers, workers)
     split = spec.name
     problems: list[Problem] = []
-    counts = Counter(len(li.images) for li in listings if li.exists and li.images)
-    # The most common count of images per object; ties go to the larger count.
-    views = max(counts.items(), key=lambda kv: (kv[1], kv[0]))[0] if counts else 0
+    views = expected_views if expected_views is not None else _views_per_object(listings)
 
     # Latent length: from the most common latent file size, confirmed by loading one such file.
     sizes = Counter(s for li in listings if li.exists for s in li.latents.values())

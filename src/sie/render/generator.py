@@ -17,8 +17,10 @@ import multiprocessing
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,7 +30,7 @@ import numpy as np
 
 from sie import __version__
 from sie.config import RenderConfig, config_from_dict, config_to_dict
-from sie.errors import UsageError
+from sie.errors import UsageError, WorkFailed
 from sie.log import format_duration, get_logger
 from sie.render.backends import Renderer, create_renderer, resolve_backend_name
 from sie.render.latents import FACTORS, latent_size, orbit_latents, sample_latents
@@ -40,6 +42,7 @@ from sie.render.manifest import (
     dataset_identity,
     read_manifest,
     remove_work_dirs,
+    split_after_skipping,
     write_json_atomic,
     write_split_files,
 )
@@ -126,12 +129,17 @@ class _Worker:
             mesh = self.source.load(obj.ref)
         except MeshProblem as exc:
             return ObjectResult(key, "bad", file=obj.ref.locator, reason=str(exc))
+        except Exception as exc:  # any other failure on one file is that object's, not the run's
+            return _failed(obj, "cannot load it", exc)
         if self.cfg.require_watertight and mesh.watertight is False:
             return ObjectResult(
                 key, "bad", file=obj.ref.locator, reason=f"{obj.ref.locator}: mesh is not watertight"
             )
         latents = object_latents(self.cfg, obj.ref.class_id, obj.ref.object_id)
-        self.renderer.set_mesh(mesh)
+        try:
+            self.renderer.set_mesh(mesh)
+        except Exception as exc:  # e.g. MemoryError: the object is refused, the run goes on
+            return _failed(obj, "cannot render it", exc)
         writer = ObjectWriter(
             self.root,
             key,
@@ -144,14 +152,25 @@ class _Worker:
             # Chunks of views: one chunk's JPEGs are written while the next one renders.
             for start in range(0, len(latents), per_call):
                 chunk = latents[start : start + per_call]
-                writer.add(start, self.renderer.render(views_from_latents(chunk)).images, chunk)
+                try:
+                    images = self.renderer.render(views_from_latents(chunk)).images
+                except Exception as exc:
+                    writer.abort()
+                    return _failed(obj, "cannot render it", exc)
+                writer.add(start, images, chunk)
         except BaseException:
             writer.abort()
             raise
-        written = writer.commit()
+        written = writer.commit()  # a failed write (disk full) is the run's failure, not the object's
         return ObjectResult(
             key, "rendered" if written else "exists", len(latents), obj.ref.locator, "", mesh.watertight
         )
+
+
+def _failed(obj: PlannedObject, what: str, exc: BaseException) -> ObjectResult:
+    """The ``bad`` result of an object whose loading or rendering raised ``exc``."""
+    detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return ObjectResult(obj.key, "bad", file=obj.ref.locator, reason=f"{obj.ref.locator}: {what} ({detail})")
 
 
 _WORKER: _Worker | None = None
@@ -189,10 +208,22 @@ def _worker_count(requested: int, device: str, todo: int) -> int:
 
 
 def _results(
-    todo: list[PlannedObject], cfg: RenderConfig, root: Path, backend: str, device: str, workers: int
+    todo: list[PlannedObject],
+    cfg: RenderConfig,
+    root: Path,
+    backend: str,
+    device: str,
+    workers: int,
+    work: Callable[[PlannedObject], ObjectResult] | None = None,
 ) -> Iterator[ObjectResult]:
-    """Render ``todo`` in this process (one worker) or in a pool of spawned processes, yielding results."""
-    if workers == 1:
+    """Render ``todo`` in this process (one worker) or in a pool of spawned processes, yielding results.
+
+    A worker process that dies (killed for memory, a crash in native code) breaks the pool: the
+    objects it held in flight are then rendered again one at a time, each in a process of its own;
+    the one that kills its process again comes back ``bad`` and the run goes on with a new pool.
+    ``work`` replaces the per-object function of the pool (tests).
+    """
+    if workers == 1 and work is None:
         worker = _Worker(cfg, root, backend, device)
         try:
             for obj in todo:
@@ -200,28 +231,72 @@ def _results(
         finally:
             worker.close()
         return
-    context = multiprocessing.get_context("spawn")
     args = (config_to_dict(cfg), str(root), backend, device)
+    queue = deque(todo)
+    while queue:
+        suspects = yield from _pool_results(queue, args, workers, work or _work)
+        for obj in suspects:
+            yield _isolated_result(obj, args, work or _work)
+
+
+def _pool_results(
+    queue: deque[PlannedObject],
+    args: tuple[Any, ...],
+    workers: int,
+    work: Callable[[PlannedObject], ObjectResult],
+) -> Generator[ObjectResult, None, list[PlannedObject]]:
+    """Yield results of a pool working through ``queue``; returns the objects in flight if it broke."""
+    context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=args) as pool:
-        pending: set[Future[ObjectResult]] = set()
-        queue = iter(todo)
+        pending: dict[Future[ObjectResult], PlannedObject] = {}
         try:
-            for obj in queue:  # keep a bounded number of tasks in flight
-                pending.add(pool.submit(_work, obj))
-                if len(pending) >= 4 * workers:
-                    break
+            while queue and len(pending) < 4 * workers:  # keep a bounded number of tasks in flight
+                obj = queue.popleft()
+                pending[pool.submit(work, obj)] = obj
             while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
-                    yield future.result()
-                    nxt = next(queue, None)
-                    if nxt is not None:
-                        pending.add(pool.submit(_work, nxt))
+                    try:
+                        result = future.result()
+                    except BrokenProcessPool:
+                        suspects = []
+                        for other, obj in pending.items():  # keep what finished before the pool broke
+                            if other.done() and not other.cancelled() and other.exception() is None:
+                                yield other.result()
+                            else:
+                                suspects.append(obj)
+                        _log.warning(
+                            "a render process died; rendering the %d objects in flight one at a time",
+                            len(suspects),
+                        )
+                        return suspects
+                    del pending[future]
+                    yield result
+                    if queue:
+                        obj = queue.popleft()
+                        pending[pool.submit(work, obj)] = obj
         except BaseException:
             for future in pending:
                 future.cancel()
             pool.shutdown(wait=True, cancel_futures=True)
             raise
+    return []
+
+
+def _isolated_result(
+    obj: PlannedObject, args: tuple[Any, ...], work: Callable[[PlannedObject], ObjectResult]
+) -> ObjectResult:
+    """Render one object in a process of its own; ``bad`` (naming the file) when that process dies."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=context, initializer=_init_worker, initargs=args) as pool:
+        try:
+            return pool.submit(work, obj).result()
+        except BrokenProcessPool:
+            reason = (
+                f"{obj.ref.locator}: the render process died while rendering it"
+                " (killed, e.g. for using too much memory, or crashed)"
+            )
+            return ObjectResult(obj.key, "bad", file=obj.ref.locator, reason=reason)
 
 
 def _progress(total: int, enabled: bool) -> Any:
@@ -293,9 +368,17 @@ def _finalise(
             missing[0],
         )
         return False
-    kept, counts, dropped = write_split_files(root, plan, set(skipped))
+    after = split_after_skipping(plan, set(skipped), seed=cfg.seed, val_fraction=cfg.val_fraction)
+    kept, counts, dropped = after.kept, after.counts, after.dropped
+    for entry in dropped:
+        _log.warning("class %s dropped: %s", entry["class"], entry["reason"])
     if not kept:
-        raise UsageError(f"{root}: every class lost its objects to --skip-bad; nothing to write")
+        reasons = ", ".join(f"{d['class']}: {d['reason'].split(';')[0]}" for d in dropped[:5])
+        raise UsageError(
+            f"{root}: after --skip-bad left out {len(skipped)} objects, no class keeps the objects a split "
+            f"needs ({reasons}{', ...' if len(dropped) > 5 else ''}); no split files written"
+        )
+    write_split_files(root, after)
     non_watertight = read_notes(root, "non_watertight")
     splits = plan.splits
     n_objects = sum(sum(c.values()) for c in counts.values())
@@ -331,11 +414,12 @@ def _finalise(
     )
     remove_work_dirs(root)
     _log.info(
-        "dataset complete: %d classes, %d objects, %d images%s -> %s",
+        "dataset complete: %d classes, %d objects, %d images%s%s -> %s",
         len(kept),
         n_objects,
         n_objects * cfg.views,
         f", {len(skipped)} objects skipped" if skipped else "",
+        f", {len(dropped)} classes dropped ({', '.join(d['class'] for d in dropped)})" if dropped else "",
         root,
     )
     return True
@@ -371,23 +455,77 @@ def render_dataset(
     source = open_source(cfg.source, seed=cfg.seed, up_axis=cfg.mesh_up_axis)
     plan = build_plan(source, cfg)
     identity = dataset_identity(cfg, plan)
-    check_output_dir(root, cfg, identity)
     device = _resolve_device(cfg.device)
     backend_name = resolve_backend_name(cfg.backend, device)
-    root.mkdir(parents=True, exist_ok=True)
-    manifest = read_manifest(root)
+    try:
+        check_output_dir(root, cfg, identity, also_accept=dataset_identity(cfg, plan, as_spelled=True))
+        root.mkdir(parents=True, exist_ok=True)
+        manifest = read_manifest(root)
+        if manifest is None or manifest.get("status") != "complete":
+            write_json_atomic(
+                root / MANIFEST_NAME,
+                _manifest(cfg, plan, identity, source, _backend(backend_name, device), "in progress"),
+            )
+    except OSError as exc:
+        raise UsageError(f"{root}: cannot write the dataset there ({_os_reason(exc, root)})") from None
+    try:
+        return _render_planned(
+            cfg,
+            root,
+            plan,
+            identity,
+            source,
+            manifest,
+            (shard, workers),
+            (device, backend_name),
+            started,
+            progress,
+        )
+    except OSError as exc:
+        raise WorkFailed(
+            f"{root}: writing the dataset failed ({_os_reason(exc)}); fix that (disk space, permissions) "
+            "and run the same command again to resume"
+        ) from None
+
+
+def _backend(name: str, device: str) -> dict[str, str]:
+    return {"name": name, "device": device}
+
+
+def _os_reason(exc: OSError, root: Path | None = None) -> str:
+    """``path: reason`` of a failed file operation, in words (the path left out when it is ``root``)."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    if not exc.filename or (root is not None and Path(exc.filename) == root):
+        return reason
+    return f"{exc.filename}: {reason}"
+
+
+def _render_planned(
+    cfg: RenderConfig,
+    root: Path,
+    plan: RenderPlan,
+    identity: str,
+    source: ObjectSource,
+    manifest: dict[str, Any] | None,
+    sharding: tuple[tuple[int, int], int | None],
+    where: tuple[str, str],
+    started: float,
+    progress: bool,
+) -> RenderSummary:
+    """The rendering part of :func:`render_dataset`, once the output directory is known to be writable.
+
+    ``sharding`` is (shard, workers) and ``where`` (device, backend name) as resolved there.
+    """
+    (index, count), workers = sharding
+    device, backend_name = where
     mine = [o for o in plan.objects if o.index % count == index]
     skipped_before = read_notes(root, "skipped")
     todo = [o for o in mine if o.key not in skipped_before and not object_done(root, o.key)]
     n_workers = _worker_count(cfg.workers if workers is None else workers, device, len(todo))
     if todo and n_workers > 1:
         create_renderer(backend_name, render_settings(cfg), scene_spec(cfg), device).warm_up()
-    backend = {"name": backend_name, "device": device}
-    if manifest is None or manifest.get("status") != "complete":
-        write_json_atomic(
-            root / MANIFEST_NAME, _manifest(cfg, plan, identity, source, backend, "in progress")
-        )
-    elif not todo:
+    backend = _backend(backend_name, device)
+    if manifest is not None and manifest.get("status") == "complete" and not todo:
         _log.info("%s is complete (%s); nothing to do", root, manifest.get("counts", {}))
         return RenderSummary(
             root, 0, 0, len(mine), 0, time.perf_counter() - started, True, 0, manifest.get("backend", backend)

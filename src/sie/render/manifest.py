@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,16 +20,20 @@ import numpy as np
 from sie.config import RenderConfig, config_to_dict
 from sie.errors import UsageError
 from sie.files import atomic_write, atomic_write_text
-from sie.render.plan import RenderPlan
+from sie.render.plan import RenderPlan, split_counts
+from sie.render.sources import normalise_source
 from sie.render.writer import PARTIAL_DIR, STATE_DIR
+from sie.seeding import derive_seed
 
 __all__ = [
     "FORMAT_VERSION",
     "MANIFEST_NAME",
+    "SplitsAfterSkipping",
     "check_output_dir",
     "content_config",
     "dataset_identity",
     "read_manifest",
+    "split_after_skipping",
     "write_json_atomic",
     "write_split_files",
 ]
@@ -40,16 +45,22 @@ FORMAT_VERSION = 1
 _NOT_CONTENT = ("workers", "device", "backend", "skip_bad")
 
 
-def content_config(cfg: RenderConfig) -> dict[str, Any]:
-    """The render settings that decide the dataset's contents (everything but workers, device, backend, skip_bad)."""
-    return {k: v for k, v in config_to_dict(cfg).items() if k not in _NOT_CONTENT}
+def content_config(cfg: RenderConfig, *, as_spelled: bool = False) -> dict[str, Any]:
+    """The render settings that decide the dataset's contents (everything but workers, device, backend,
+    skip_bad), with the source's folder made absolute (:func:`~sie.render.sources.normalise_source`), so
+    that ``folder:meshes``, ``folder:./meshes/`` and ``folder:/abs/meshes`` name one dataset;
+    ``as_spelled`` keeps the spelling of ``cfg`` (how datasets before that normalisation recorded it)."""
+    content = {k: v for k, v in config_to_dict(cfg).items() if k not in _NOT_CONTENT}
+    if not as_spelled:
+        content["source"] = normalise_source(cfg.source)
+    return content
 
 
-def dataset_identity(cfg: RenderConfig, plan: RenderPlan) -> str:
+def dataset_identity(cfg: RenderConfig, plan: RenderPlan, *, as_spelled: bool = False) -> str:
     """A stable hash of the content settings and the planned objects (with their splits)."""
     payload = {
         "format": FORMAT_VERSION,
-        "config": content_config(cfg),
+        "config": content_config(cfg, as_spelled=as_spelled),
         "objects": [[o.key, o.split] for o in plan.objects],
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
@@ -74,8 +85,11 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n", durable=False)
 
 
-def check_output_dir(root: Path, cfg: RenderConfig, identity: str) -> None:
+def check_output_dir(root: Path, cfg: RenderConfig, identity: str, also_accept: str = "") -> None:
     """Refuse an output directory that holds something other than this dataset (or a part of it).
+
+    ``also_accept`` is a second identity of the same dataset (its identity before the source's
+    spelling was normalised), so that datasets rendered before can be resumed.
 
     Raises:
         UsageError: ``root`` is a file; or holds a manifest of a different dataset (the message
@@ -92,9 +106,11 @@ def check_output_dir(root: Path, cfg: RenderConfig, identity: str) -> None:
         raise UsageError(
             f"{root}: not empty ({shown}) and has no {MANIFEST_NAME} from sie render; refusing to write into it"
         )
-    if manifest.get("identity") == identity:
+    if manifest.get("identity") in (identity, also_accept or identity):
         return
-    theirs = manifest.get("config", {})
+    theirs = dict(manifest.get("config", {}))
+    if isinstance(theirs.get("source"), str):
+        theirs["source"] = normalise_source(theirs["source"])
     ours = content_config(cfg)
     diffs = [
         f"render.{k}: {theirs.get(k)!r} there, {ours.get(k)!r} here"
@@ -107,46 +123,77 @@ def check_output_dir(root: Path, cfg: RenderConfig, identity: str) -> None:
     )
 
 
-def write_split_files(
-    root: Path, plan: RenderPlan, excluded: set[str]
-) -> tuple[list[str], dict[str, dict[str, int]], list[dict[str, str]]]:
-    """Write ``{split}_images.npy`` / ``{split}_labels.npy`` for the plan minus the ``excluded`` objects.
+@dataclass(frozen=True)
+class SplitsAfterSkipping:
+    """The split files' contents once the skipped objects are left out.
 
-    A class left without a train or a val object (all skipped) is dropped. Labels index the
-    remaining classes in sorted order. Entries are ``'/SYNSET/OBJ/'`` as in 3DIEBench.
+    Attributes:
+        kept: the classes that keep an object in every split, sorted (label = position).
+        members: ``{split: ['SYNSET/OBJ', ...]}`` in plan order, kept classes only.
+        counts: ``{class: {split: objects}}`` of the kept classes.
+        dropped: ``{'class', 'path', 'reason'}`` of each class left out.
+    """
 
-    Returns:
-        (classes kept, per-class object counts per split, dropped classes with reasons).
+    kept: list[str]
+    members: dict[str, list[str]]
+    counts: dict[str, dict[str, int]]
+    dropped: list[dict[str, str]]
+
+
+def split_after_skipping(
+    plan: RenderPlan, excluded: set[str], *, seed: int, val_fraction: float
+) -> SplitsAfterSkipping:
+    """Each class's train/val split drawn among its objects that were not ``excluded``.
+
+    A class with no excluded object keeps the plan's split. In a class with excluded objects the split
+    is drawn again among the usable ones, as :func:`~sie.render.plan.build_plan` draws it (a seeded
+    permutation, ``round(n * val_fraction)`` val objects, at least one of each), so 5 usable objects
+    of 10 still make 4 train + 1 val. A class left with fewer than 2 usable objects (no object at all
+    for an orbit sweep) is dropped, with the reason.
     """
     splits = plan.splits
-    members: dict[str, dict[str, list[str]]] = {c: {s: [] for s in splits} for c in plan.class_ids}
+    by_class: dict[str, list[tuple[str, str]]] = {c: [] for c in plan.class_ids}  # (key, split)
     for obj in plan.objects:
-        if obj.key not in excluded:
-            members[obj.ref.class_id][obj.split].append(obj.key)
+        by_class[obj.ref.class_id].append((obj.key, obj.split))
+    members: dict[str, list[str]] = {s: [] for s in splits}
+    counts: dict[str, dict[str, int]] = {}
     dropped: list[dict[str, str]] = []
     kept: list[str] = []
     for class_id in plan.class_ids:
-        empty = [s for s in splits if not members[class_id][s]]
-        if empty:
-            dropped.append(
-                {
-                    "class": class_id,
-                    "path": "",
-                    "reason": f"no {' or '.join(empty)} object left after skipping",
-                }
+        planned = by_class[class_id]
+        usable = [(key, split) for key, split in planned if key not in excluded]
+        skipped = len(planned) - len(usable)
+        needed = 1 if splits == ["orbit"] else 2
+        if len(usable) < needed:
+            reason = (
+                f"{len(usable)} of its {len(planned)} objects left after skipping {skipped}; "
+                f"a {'sweep' if needed == 1 else 'train/val split'} needs {needed}"
             )
-        else:
-            kept.append(class_id)
-    label = {c: i for i, c in enumerate(kept)}
-    counts = {c: {s: len(members[c][s]) for s in splits} for c in kept}
-    for split in splits:
-        keys = [k for c in kept for k in members[c][split]]
+            dropped.append({"class": class_id, "path": "", "reason": reason})
+            continue
+        if skipped and splits != ["orbit"]:
+            n_val = split_counts(len(usable), val_fraction)[1]
+            order = np.random.default_rng(derive_seed(seed, "split", class_id)).permutation(len(usable))
+            val = set(order[:n_val].tolist())
+            usable = [(key, "val" if i in val else "train") for i, (key, _) in enumerate(usable)]
+        kept.append(class_id)
+        counts[class_id] = {s: 0 for s in splits}
+        for key, split in usable:
+            members[split].append(key)
+            counts[class_id][split] += 1
+    return SplitsAfterSkipping(kept, members, counts, dropped)
+
+
+def write_split_files(root: Path, splits: SplitsAfterSkipping) -> None:
+    """Write ``{split}_images.npy`` / ``{split}_labels.npy``: entries ``'/SYNSET/OBJ/'`` as in 3DIEBench,
+    labels indexing the kept classes in sorted order."""
+    label = {c: i for i, c in enumerate(splits.kept)}
+    for split, keys in splits.members.items():
         images = np.array([f"/{k}/" for k in keys], dtype=str)
         labels = np.array([label[k.split("/")[0]] for k in keys], dtype=np.int64)
         for name, array in ((f"{split}_images.npy", images), (f"{split}_labels.npy", labels)):
             with atomic_write(root / name, durable=False) as handle:
                 np.save(handle, array)
-    return kept, counts, dropped
 
 
 def remove_work_dirs(root: Path) -> None:

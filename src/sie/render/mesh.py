@@ -107,8 +107,10 @@ def _geometry_problem(vertices: np.ndarray, faces: np.ndarray, cross: np.ndarray
     """The area and extent checks of :func:`mesh_problem`, given the faces' edge cross products."""
     if not cross.any():
         return f"degenerate mesh: all {len(faces)} faces have zero area"
-    extent = vertices.max(axis=0) - vertices.min(axis=0)
-    if float(np.linalg.norm(extent)) <= _MIN_EXTENT:
+    with np.errstate(over="ignore", invalid="ignore"):
+        extent = vertices.max(axis=0) - vertices.min(axis=0)
+        diagonal = float(np.linalg.norm(extent))
+    if diagonal <= _MIN_EXTENT:
         return "degenerate mesh: all vertices coincide"
     return None
 
@@ -169,7 +171,8 @@ def normalize_mesh(
     faces = np.asarray(faces, dtype=np.int64)
     problem = _structure_problem(vertices, faces)
     if problem is None:
-        cross = _face_cross(vertices, faces)
+        with np.errstate(over="ignore", invalid="ignore"):  # huge coordinates: refused below, by name
+            cross = _face_cross(vertices, faces)
         problem = _geometry_problem(vertices, faces, cross)
     if problem is not None:
         raise MeshProblem(problem)
@@ -182,9 +185,17 @@ def normalize_mesh(
     if not keep.all():
         faces, face_albedo = faces[keep], face_albedo[keep]
     lo, hi = vertices.min(axis=0), vertices.max(axis=0)
-    scale = 1.0 / float(np.linalg.norm(hi - lo))
-    centred = (vertices - (lo + hi) / 2.0) * scale
-    vertices32, faces32 = centred.astype(np.float32), faces.astype(np.int32)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        scale = 1.0 / float(np.linalg.norm(hi - lo))
+        centred = (vertices - (lo + hi) / 2.0) * scale
+        vertices32 = centred.astype(np.float32)
+    if not (scale > 0 and np.isfinite(scale) and np.isfinite(vertices32).all()):
+        # e.g. coordinates near +-1e308: the box's size overflows float64 and the object would collapse
+        raise MeshProblem(
+            f"coordinates span [{lo.min():.3g}, {hi.max():.3g}]; scaling them to a unit bounding-box "
+            "diagonal overflows (non-finite result)"
+        )
+    faces32 = faces.astype(np.int32)
     groups = weld(vertices32) if check_watertight else None
     mesh = Mesh(
         vertices=vertices32,
@@ -230,22 +241,87 @@ def corner_normals(mesh: Mesh, crease_degrees: float = 30.0, decimals: int = 6) 
         np.radians(crease_degrees) / 2
     )
     smooth_vertex = np.bincount(corner_vertex, weights=~close, minlength=n_vertices) == 0
-    # Other vertices (creases, cones): compare every pair of corners that share the vertex.
+    # Other vertices (creases, cones): a corner there sums the faces around its vertex whose normal is
+    # within the crease angle of its own face's. The pairs of corners are visited in blocks of at most
+    # _PAIR_BLOCK, so memory stays linear in the mesh size however many faces share one vertex (the
+    # apex of a cone with 20,000 sides has 4e8 pairs).
     hard = np.flatnonzero(~smooth_vertex[corner_vertex])
     if len(hard):
         order = hard[np.argsort(corner_vertex[hard], kind="stable")]
         sorted_vertex = corner_vertex[order]
         starts = np.flatnonzero(np.r_[True, sorted_vertex[1:] != sorted_vertex[:-1]])
         sizes = np.diff(np.r_[starts, len(order)])
-        pair_count = sizes**2
-        pair_group = np.repeat(np.arange(len(starts)), pair_count)
-        within = np.arange(pair_count.sum()) - np.repeat(np.cumsum(pair_count) - pair_count, pair_count)
-        first = starts[pair_group] + within // sizes[pair_group]
-        second = starts[pair_group] + within % sizes[pair_group]
-        face_a = corner_face[order[first]]
-        face_b = corner_face[order[second]]
-        near = np.einsum("ij,ij->i", face_n[face_a], face_n[face_b]) >= cos_crease
-        sums = per_vertex_sum(first[near], cross[face_b[near]], len(order))  # |cross| = 2 area: area weights
+        groups_of = _VertexGroups(order=order, starts=starts, sizes=sizes, corner_face=corner_face)
+        sums = np.zeros((len(order), 3))
+        _sum_ordinary_vertices(groups_of, face_n, cross, cos_crease, sums)
+        for group in np.flatnonzero(sizes > _LARGE_VERTEX):
+            _sum_large_vertex(groups_of, int(group), face_n, cross, cos_crease, sums)
         length = np.linalg.norm(sums, axis=1, keepdims=True)
         result[order] = np.where(length > 0, sums / np.maximum(length, 1e-30), face_n[corner_face[order]])
-    return result.reshape(-1, 3, 3).astype(np.float32)
+    normals: np.ndarray = result.reshape(-1, 3, 3).astype(np.float32)
+    return normals
+
+
+_PAIR_BLOCK = 1 << 19
+"""Corner pairs compared at once by :func:`corner_normals` (about 50 MB of temporaries)."""
+
+_LARGE_VERTEX = 256
+"""Vertices with more corners than this are summed with matrix products, a block of rows at a time."""
+
+
+@dataclass(frozen=True)
+class _VertexGroups:
+    """The corners at crease vertices, sorted by vertex: ``order`` (R,) corner ids, and per vertex
+    its first row ``starts`` and its corner count ``sizes``; ``corner_face`` (3F,) maps corners to faces."""
+
+    order: np.ndarray
+    starts: np.ndarray
+    sizes: np.ndarray
+    corner_face: np.ndarray
+
+
+def _sum_ordinary_vertices(
+    g: _VertexGroups, face_n: np.ndarray, cross: np.ndarray, cos_crease: float, sums: np.ndarray
+) -> None:
+    """Fill ``sums`` (R, 3) for the rows of vertices with at most :data:`_LARGE_VERTEX` corners.
+
+    Row r adds ``cross`` of every corner of its vertex within the crease angle, in row order: the
+    sum is the same, bit for bit, as one ``bincount`` over all pairs at once.
+    """
+    group_of_row = np.repeat(np.arange(len(g.starts)), g.sizes)
+    rows = np.flatnonzero(g.sizes[group_of_row] <= _LARGE_VERTEX)
+    if not len(rows):
+        return
+    pairs_per_row = g.sizes[group_of_row[rows]]
+    cumulative = np.cumsum(pairs_per_row)
+    block_start = 0
+    while block_start < len(rows):
+        done = cumulative[block_start - 1] if block_start else 0
+        block_end = max(block_start + 1, int(np.searchsorted(cumulative, done + _PAIR_BLOCK, side="right")))
+        block = rows[block_start:block_end]
+        counts = pairs_per_row[block_start:block_end]
+        local = np.repeat(np.arange(len(block)), counts)
+        within = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+        second = g.starts[group_of_row[block]][local] + within
+        face_a = g.corner_face[g.order[block[local]]]
+        face_b = g.corner_face[g.order[second]]
+        near = np.einsum("ij,ij->i", face_n[face_a], face_n[face_b]) >= cos_crease
+        weights = cross[face_b[near]]  # |cross| = 2 area: area weights
+        sums[block] = np.stack(
+            [np.bincount(local[near], weights=weights[:, k], minlength=len(block)) for k in range(3)], axis=1
+        )
+        block_start = block_end
+
+
+def _sum_large_vertex(
+    g: _VertexGroups, group: int, face_n: np.ndarray, cross: np.ndarray, cos_crease: float, sums: np.ndarray
+) -> None:
+    """Fill the rows of ``sums`` of one vertex with many corners: (rows x corners) blocks of matrix products."""
+    start, size = int(g.starts[group]), int(g.sizes[group])
+    faces = g.corner_face[g.order[start : start + size]]
+    normals, weights = face_n[faces], cross[faces]
+    step = max(1, _PAIR_BLOCK // size)
+    for first in range(0, size, step):
+        last = min(size, first + step)
+        near = (normals[first:last] @ normals.T) >= cos_crease
+        sums[start + first : start + last] = near.astype(np.float64) @ weights

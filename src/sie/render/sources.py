@@ -18,6 +18,7 @@ loaded raises :class:`~sie.render.mesh.MeshProblem` naming its file when it is r
 from __future__ import annotations
 
 import json
+import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,7 @@ __all__ = [
     "ProceduralSource",
     "ShapeNetSource",
     "SourceProblem",
+    "normalise_source",
     "open_source",
 ]
 
@@ -262,6 +264,16 @@ class FolderSource(_MeshFolderSource):
         for folder in sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")):
             files = sorted(f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in MESH_SUFFIXES)
             self._add_class(folder.name, folder, _unique_ids(files))
+
+
+def normalise_source(spec: str) -> str:
+    """``spec`` with its folder made absolute and without a trailing slash (``~`` expanded, links kept
+    as spelled): ``folder:meshes/`` run in /data and ``folder:/data/meshes`` give the same string.
+    Other spellings (``procedural``, anything malformed) come back unchanged."""
+    kind, sep, path = spec.partition(":")
+    if not sep or not path or kind not in ("shapenet", "modelnet", "folder"):
+        return spec
+    return f"{kind}:{os.path.abspath(os.path.expanduser(path))}"
 
 
 def open_source(
