@@ -222,6 +222,8 @@ class ContextSSL(Method):
         self.opts = opts
         self.seed = cfg.train.seed
         self.pairs_per_context = opts.block_size // 2
+        self.context_lengths = tuple(opts.eval_contexts)
+        self.context_environments = ENVIRONMENTS[:2]  # the reference evaluates rotation and colour contexts
         d, width = self.repr_dim, opts.n_embd
         self.read_in = nn.Linear(d + transform_dim, width)
         self.layers = nn.ModuleList(
@@ -333,6 +335,22 @@ class ContextSSL(Method):
             tokens = torch.cat([ctx_tokens.to(q.dtype), q[None]], dim=1)
             outs.append(self.transformer(tokens, [allowed] * len(self.layers))[0, c2:])
         return torch.cat(outs)
+
+    def evaluate_in_context(
+        self, context: tuple[Tensor, Tensor, Tensor], queries: Tensor, params: Tensor, environment: str
+    ) -> Tensor:
+        """:meth:`predict_in_context` with the context's and the queries' parameters restricted to
+        ``environment`` (``rotation``, ``colour`` or ``rotcolour``); L2-normalised with ``eval_normalize``."""
+        if environment not in ENVIRONMENTS:
+            raise ValueError(
+                f"unknown environment {environment!r}; expected one of {', '.join(ENVIRONMENTS)}"
+            )
+        index = ENVIRONMENTS.index(environment)
+        h_a, h_b, g = context
+        out = self.predict_in_context(
+            (h_a, h_b, environment_actions(g, index)), queries, environment_actions(params, index)
+        )
+        return F.normalize(out, dim=-1) if self.opts.eval_normalize else out
 
     # ---- training ----------------------------------------------------------------------------------------
 

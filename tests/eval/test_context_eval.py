@@ -1,0 +1,103 @@
+"""In-context evaluation (sie.eval.context): context pairs, refusals, and ContextSSL end to end
+(tiny render -> train 2 steps -> eval at several context lengths -> report table and figure)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from sie.cli import main
+from sie.config import resolve_config
+from sie.engine import train
+from sie.errors import UsageError
+from sie.eval.context import check_context_lengths, context_pairs, context_part, parse_context_part
+
+QUICK = ["--preset", "quick", "--set", "eval.probe_epochs=2", "--set", "eval.probe_hidden=32-32"]
+LENGTHS = (0, 2, 6, 14)
+
+
+def test_context_pairs_are_distinct_objects_with_two_views_and_fixed() -> None:
+    objects, a, b = context_pairs(9, 5, 7)
+    assert len(set(objects.tolist())) == 7 and bool((objects < 9).all())
+    assert bool((a != b).all()) and bool(((a >= 0) & (a < 5) & (b >= 0) & (b < 5)).all())
+    again = context_pairs(9, 5, 7)
+    assert all(torch.equal(x, y) for x, y in zip((objects, a, b), again, strict=True))
+
+
+def test_a_context_longer_than_the_training_pairs_is_one_line() -> None:
+    check_context_lengths((0, 18), 9, 5, "DATA")  # 9 pairs: fits
+    with pytest.raises(UsageError) as err:
+        check_context_lengths((0, 2, 126), 9, 5, "DATA")
+    message = str(err.value)
+    assert "126 tokens" in message and "63 training objects" in message and "has 9" in message
+    assert "\n" not in message
+
+
+def test_context_part_round_trip() -> None:
+    assert parse_context_part(context_part("rotation", 126)) == ("rotation", 126)
+    assert parse_context_part("full") is None and parse_context_part("context:x:y") is None
+
+
+@pytest.fixture(scope="module")
+def context_run(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    cfg = resolve_config(
+        "cpu-small",
+        overrides=[
+            f"data.root={tiny_dataset}",
+            "data.resolution=32",
+            "data.num_workers=0",
+            "data.transform=rotcolor",
+            "model.method=context-ssl",
+            "model.context_ssl.block_size=16",
+            "model.context_ssl.n_embd=32",
+            "model.context_ssl.n_head=2",
+            "model.context_ssl.aux_hidden=16",
+            "model.context_ssl.random_mask=true",
+            "model.context_ssl.mask_prob=0.5",
+            f"model.context_ssl.eval_contexts=[{','.join(map(str, LENGTHS))}]",
+            "train.batch_size=4",
+            "train.precision=fp32",
+        ],
+    )
+    return train(cfg, tmp_path_factory.mktemp("run-context-ssl"), max_steps=2)
+
+
+def test_context_ssl_end_to_end(context_run: Path, tiny_dataset: Path, tmp_path: Path) -> None:
+    assert main(["eval", str(context_run), "--data", str(tiny_dataset), *QUICK]) == 0
+    res = json.loads((context_run / "eval" / "results.json").read_text())
+    keys = {(r["metric"], r["task"], r["part"], r["split"]) for r in res["records"]}
+    for env in ("rotation", "colour"):
+        for c in LENGTHS:
+            part = context_part(env, c)
+            assert {("r2", "rotation", part, "val"), ("r2", "colour", part, "val"),
+                    ("MRR", "retrieval", part, "val-val"), ("H@1", "retrieval", part, "val-val")} <= keys  # fmt: skip
+    # The backbone representation is still probed as for every method.
+    assert ("r2", "rotation", "full", "val") in keys and not res["has_predictor"]
+    mrr = [r for r in res["records"] if r["metric"] == "MRR" and r["part"].startswith("context:")]
+    assert all(0.0 < r["value"] <= 1.0 and r["chance"] == pytest.approx(sum(1 / k for k in range(1, 6)) / 5)
+               for r in mrr)  # fmt: skip
+    assert main(["report", str(context_run), "--out", str(tmp_path / "report")]) == 0
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "### Context length" in report and "| rotation | rotation R² |" in report
+    assert "| c=0 | c=2 | c=6 | c=14 |" in report
+    assert list((tmp_path / "report" / "figures").glob("context_*.png"))
+
+
+def test_eval_refuses_contexts_longer_than_the_data(
+    context_run: Path, tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The run's config asks for a context of 126 tokens; the tiny training split has 9 objects.
+    long = tmp_path / "long-context"
+    shutil.copytree(context_run, long, ignore=shutil.ignore_patterns("eval"))
+    cfg = yaml.safe_load((long / "config.yaml").read_text())
+    cfg["model"]["context_ssl"]["block_size"] = 128
+    cfg["model"]["context_ssl"]["eval_contexts"] = [0, 2, 126]
+    (long / "config.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["eval", str(long), "--data", str(tiny_dataset), *QUICK]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len([line for line in err if "126 tokens" in line]) == 1
