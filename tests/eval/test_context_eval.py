@@ -59,6 +59,7 @@ def context_run(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) ->
             "model.context_ssl.aux_hidden=16",
             "model.context_ssl.random_mask=true",
             "model.context_ssl.mask_prob=0.5",
+            "model.context_ssl.pairs_per_sample=2",  # 4 views of each object from the data layer
             f"model.context_ssl.eval_contexts=[{','.join(map(str, LENGTHS))}]",
             "train.batch_size=4",
             "train.precision=fp32",
@@ -86,6 +87,24 @@ def test_context_ssl_end_to_end(context_run: Path, tiny_dataset: Path, tmp_path:
     assert "### Context length" in report and "| rotation | rotation R² |" in report
     assert "| c=0 | c=2 | c=6 | c=14 |" in report
     assert list((tmp_path / "report" / "figures").glob("context_*.png"))
+
+
+def test_training_refuses_more_pairs_per_sample_than_views(tiny_dataset: Path, tmp_path: Path) -> None:
+    # 3 pairs of one object need 6 distinct views; the tiny dataset has 5 per object.
+    cfg = resolve_config(
+        "cpu-small",
+        overrides=[
+            f"data.root={tiny_dataset}",
+            "data.transform=rotcolor",
+            "model.method=context-ssl",
+            "model.context_ssl.pairs_per_sample=3",
+        ],
+    )
+    with pytest.raises(UsageError) as err:
+        train(cfg, tmp_path / "run", max_steps=1)
+    message = str(err.value)
+    assert "5 views per object" in message and "model.context_ssl.pairs_per_sample x 2" in message
+    assert "\n" not in message
 
 
 def test_eval_refuses_contexts_longer_than_the_data(

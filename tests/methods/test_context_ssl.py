@@ -141,8 +141,13 @@ def _plain_outputs(method: ContextSSL, h_a: torch.Tensor, h_b: torch.Tensor, g: 
 
 
 def _plain_loss(method: ContextSSL, batch, environment: int) -> torch.Tensor:
-    h_a, h_b = method.backbone(batch.views[:, 0]), method.backbone(batch.views[:, 1])
-    g = batch.transforms[:, 0].clone()
+    # Pairs sample by sample: (view 2j, view 2j + 1) of sample i, its parameters and view 2j + 1's latents.
+    m = batch.num_views // 2
+    pairs = [(i, j) for i in range(batch.batch_size) for j in range(m)]
+    h_a = torch.stack([method.backbone(batch.views[i, 2 * j][None])[0] for i, j in pairs])
+    h_b = torch.stack([method.backbone(batch.views[i, 2 * j + 1][None])[0] for i, j in pairs])
+    latents_b = torch.stack([batch.latents[i, 2 * j + 1] for i, j in pairs])
+    g = torch.stack([batch.transforms[i, 2 * j] for i, j in pairs]).clone()
     if environment == 0:
         g[:, 4:] = 0
     elif environment == 1:
@@ -151,8 +156,8 @@ def _plain_loss(method: ContextSSL, batch, environment: int) -> torch.Tensor:
     outs = [_plain_outputs(method, h_a[s : s + n], h_b[s : s + n], g[s : s + n]) for s in range(0, len(g), n)]
     out = torch.cat(outs)
     nce = plain_info_nce(out[:, 0], out[:, 1], method.opts.temperature, method.opts.min_similarity)
-    quaternion = euler_xyz_to_quaternion(batch.latents[:, 1, :3].double()).float()
-    hues = batch.latents[:, 1][:, [3, 6]]
+    quaternion = euler_xyz_to_quaternion(latents_b[:, :3].double()).float()
+    hues = latents_b[:, [3, 6]]
     regressed = method.aux_predictor(F.normalize(torch.cat([out[:, 0], out[:, 1]]), dim=-1))
     aux = 0.0
     if environment in (0, 2):
@@ -174,6 +179,16 @@ def test_loss_equals_the_plain_formula(ratio: str) -> None:
     expected = _plain_loss(method, batch, environment)
     torch.testing.assert_close(out.loss, expected.float(), rtol=1e-4, atol=1e-5)
     assert set(out.terms) == {"loss/nce", "loss/aux"} and out.representations.shape == (5, 2, 512)
+
+
+def test_several_pairs_of_one_object_per_sample() -> None:
+    # 3 samples of 2 pairs each (4 views of one object) in contexts of 2 pairs: one object per context.
+    method = _method("model.context_ssl.pairs_per_sample=2", "model.context_ssl.env_ratio=[0,0,1]").train()
+    assert views_per_sample(method.cfg) == 4 and method.views_per_sample == 4
+    batch = random_batch(3, 6, seed=4, views=4, latents=True)
+    out = method(batch)
+    torch.testing.assert_close(out.loss, _plain_loss(method, batch, 2).float(), rtol=1e-4, atol=1e-5)
+    assert out.representations.shape == (3, 4, 512)
 
 
 def test_dimensions_views_and_init() -> None:

@@ -6,7 +6,10 @@ A sample is a pair of views (x_a, x_b) of one object with the rotation + colour 
 step draws one *environment* e for the whole batch (rotation, colour or both, with probabilities
 ``env_ratio``) and zeroes the parameters that are not part of it: g_e. The batch's B pairs are cut, in
 order, into contexts of n = ``block_size / 2`` pairs (the last one shorter when n does not divide B), so a
-context holds pairs of *different* objects that share the environment:
+context holds pairs of *different* objects that share the environment. (With ``pairs_per_sample`` m > 1, a
+sample holds 2m distinct views of one object, drawn by the data layer like any K views, forming the pairs
+(x_0, x_1), (x_2, x_3), ...; the B m pairs stay sample-major, so a context holds runs of m pairs of one
+object. Not in the reference.)
 
     h_a, h_b = f(x_a), f(x_b)                                  backbone features (B, D), no projector
     tokens   = [h_a,1 ; g_e,1], [h_b,1 ; 0], [h_a,2 ; g_e,2], ...    2 tokens per pair, width D + P
@@ -74,6 +77,12 @@ class ContextSSLConfig:
     command is ``configs/context_ssl_3diebench.yaml``)."""
 
     block_size: int = param(128, "tokens per context sequence, two per pair (the GPT's block size)", "tokens")
+    pairs_per_sample: int = param(
+        1,
+        "pairs of one object per sample: 1 = the reference (a context holds pairs of different objects); "
+        "m > 1 draws 2m distinct views of each object, so a context holds runs of m pairs of one object",
+        "pairs",
+    )
     n_embd: int = param(2048, "width of the transformer predictor", "dims")
     n_layer: int = param(3, "transformer layers")
     n_head: int = param(4, "attention heads (must divide n_embd)")
@@ -99,6 +108,7 @@ def _options(cfg: Config) -> ContextSSLConfig:
     opts: ContextSSLConfig = cfg.model.section("context_ssl")
     checks = {
         "block_size": opts.block_size >= 2 and opts.block_size % 2 == 0,
+        "pairs_per_sample": opts.pairs_per_sample >= 1,
         "n_embd": opts.n_embd >= 1,
         "n_layer": opts.n_layer >= 1,
         "n_head": opts.n_head >= 1 and opts.n_embd % max(1, opts.n_head) == 0,
@@ -131,8 +141,7 @@ def _options(cfg: Config) -> ContextSSLConfig:
 
 
 def _training_views(cfg: Config) -> int:
-    _options(cfg)  # refuse bad settings when the config is resolved
-    return 2
+    return 2 * _options(cfg).pairs_per_sample  # also refuses bad settings when the config is resolved
 
 
 # ---- pure pieces ---------------------------------------------------------------------------------------
@@ -202,6 +211,7 @@ def interleave_pairs(h_a: Tensor, h_b: Tensor, actions: Tensor) -> Tensor:
     terms=("loss/nce", "loss/aux"),
     reference="Sharut/In-Context-Symmetries (3DIEBench)",
     views=_training_views,
+    views_key="model.context_ssl.pairs_per_sample x 2",
     section=ContextSSLConfig,
     requires_transform=("rotcolor", 6),
 )
@@ -362,10 +372,15 @@ class ContextSSL(Method):
         """NT-Xent between the GPT's outputs at the two tokens of every pair + the auxiliary regression."""
         if batch.latents is None:
             raise ValueError("method 'context-ssl' needs the batch's per-view latents (Batch.latents)")
-        h = self.encode_views(batch)  # (B, 2, D); also checks K = 2 and P = 6
+        h = self.encode_views(batch)  # (B, 2m, D); also checks K = 2m and P = 6
+        d = h.shape[-1]
+        # Pair j of a sample is (view 2j, view 2j + 1) with the parameters between them; the B x m pairs
+        # stay sample-major, so a context holds runs of m pairs of one object.
+        h_a, h_b = h[:, 0::2].reshape(-1, d), h[:, 1::2].reshape(-1, d)
+        params = batch.transforms[:, 0::2].reshape(h_a.shape[0], -1)
         environment = self.environment()
-        actions = environment_actions(batch.pair_transform, environment)
-        out_a, out_b = self.contextual_outputs(h[:, 0], h[:, 1], actions)
+        actions = environment_actions(params, environment)
+        out_a, out_b = self.contextual_outputs(h_a, h_b, actions)
         nce = info_nce_loss(
             gather_with_grad(out_a),
             gather_with_grad(out_b),
@@ -373,7 +388,7 @@ class ContextSSL(Method):
             min_similarity=self.opts.min_similarity,
         )
         # Both tokens of a pair regress view b's absolute rotation (quaternion) and hues, as the reference.
-        latents_b = batch.latents[:, 1].to(h.device)
+        latents_b = batch.latents[:, 1::2].reshape(h_a.shape[0], -1).to(h.device)
         quaternion = euler_xyz_to_quaternion(latents_b[:, 0:3].double()).float()
         hues = latents_b[:, _HUE_LATENTS].float()
         regressed = self.aux_predictor(F.normalize(torch.cat([out_a, out_b]), dim=-1))
