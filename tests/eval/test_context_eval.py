@@ -43,6 +43,21 @@ def test_context_part_round_trip() -> None:
     assert parse_context_part("full") is None and parse_context_part("context:x:y") is None
 
 
+def test_context_figure_places_lengths_at_even_steps() -> None:
+    from sie.eval.figures import context_length_curves
+
+    panels = {
+        "rotation R²": {"rotation": [(6, 0.3), (0, 0.1), (126, 0.7)], "colour": [(0, 0.1), (126, 0.05)]}
+    }
+    fig = context_length_curves(panels, chance={"rotation R²": 0.23})
+    ax = fig.axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert list(lines["rotation context"].get_xdata()) == [0, 1, 2]
+    assert list(lines["rotation context"].get_ydata()) == [0.1, 0.3, 0.7]
+    assert list(lines["colour context"].get_xdata()) == [0, 2]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "6", "126"]
+
+
 @pytest.fixture(scope="module")
 def context_run(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     cfg = resolve_config(
