@@ -27,7 +27,7 @@ from sie.seeding import seed_everything
 
 def tiny_config(root: Path, method: str = "sie", **train_kw: Any) -> Config:
     """A ResNet-18 with the small stem at 16 px, 32-wide heads, fp32 on CPU, a record every step."""
-    required = METHODS[method].requires_transform
+    required = METHODS[method].requires_transform if method in METHODS else None
     transform = required[0] if required else "quat"
     equi = 16 if method == "vicreg-partinv" else 256  # vicreg-partinv counts embedding dims
     settings: dict[str, Any] = {
