@@ -59,6 +59,7 @@ __all__ = [
     "auxiliary_loss",
     "draw_environment",
     "environment_actions",
+    "interleave_pairs",
     "pair_attention_mask",
     "random_pair_mask",
 ]
