@@ -135,3 +135,81 @@ def test_eval_refuses_contexts_longer_than_the_data(
     assert main(["eval", str(long), "--data", str(tiny_dataset), *QUICK]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len([line for line in err if "126 tokens" in line]) == 1
+
+
+# ---- the plumbing, with a stand-in method whose in-context outputs are known --------------------------
+
+
+class _QuaternionWorld:
+    """Representations are the views' own rotation quaternions; in the rotation environment a query with
+    parameters g is rotated by g's quaternion (q_v = q_0 g exactly), otherwise returned as is; every output
+    is shifted by 10 x the number of context pairs, to see that the context reaches it."""
+
+    context_lengths = (0, 4)
+    context_environments = ("rotation", "colour")
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, str]] = []
+
+    def evaluate_in_context(self, context, queries, params, environment):  # type: ignore[no-untyped-def]
+        from sie.geometry import quaternion_multiply
+
+        self.calls.append((int(context[0].shape[0]), environment))
+        out = quaternion_multiply(queries, params[:, :4]) if environment == "rotation" else queries.clone()
+        moving = params[:, :4].abs().sum(-1, keepdim=True) > 0
+        out = torch.where(moving, out, queries)  # zero parameters: the view itself
+        return out + 10.0 * context[0].shape[0]
+
+
+def _inputs(method: object) -> object:
+    from sie.config import EvalConfig
+    from sie.eval.features import SplitFeatures
+    from sie.eval.protocol import EvalInputs
+    from sie.geometry import euler_xyz_to_quaternion
+
+    gen = torch.Generator().manual_seed(0)
+    features = {}
+    for split, n in (("train", 6), ("val", 4)):
+        latents = torch.rand(n, 5, 7, generator=gen, dtype=torch.float64)
+        latents[..., :3] = (latents[..., :3] - 0.5) * 3.0
+        reps = euler_xyz_to_quaternion(latents[..., :3]).float()
+        features[split] = SplitFeatures(None, reps, None, torch.zeros(n, dtype=torch.long), latents)  # type: ignore[arg-type]
+    return EvalInputs(method, features, {}, {"full": slice(0, 4)}, EvalConfig(probe_epochs=1, probe_hidden="8"),
+                      torch.device("cpu"), 32, "rotcolor", False, 2)  # type: ignore[arg-type]  # fmt: skip
+
+
+def test_context_tables_pass_the_context_prefix_and_zero_parameters() -> None:
+    from sie.eval.context import ContextTables
+
+    method = _QuaternionWorld()
+    inputs = _inputs(method)
+    tables = ContextTables(inputs)  # type: ignore[arg-type]
+    val = inputs.features["val"].representations  # type: ignore[attr-defined]
+    torch.testing.assert_close(tables.table("val", "rotation", 4), val + 20.0)  # 2 pairs, views unchanged
+    torch.testing.assert_close(tables.table("val", "colour", 0), val)
+    h_a, h_b, g = tables.context("rotation", 4)
+    train = inputs.features["train"]  # type: ignore[attr-defined]
+    obj, a, b = tables.objects[:2], tables.view_a[:2], tables.view_b[:2]
+    torch.testing.assert_close(h_a, train.representations[obj, a])
+    torch.testing.assert_close(h_b, train.representations[obj, b])
+    # The context's parameters take view a to view b: q_a g = q_b (up to the quaternion's sign).
+    from sie.geometry import quaternion_multiply
+
+    rotated = quaternion_multiply(h_a.double(), g[:, :4].double())
+    assert torch.allclose(rotated.abs(), h_b.double().abs(), atol=1e-5)
+
+
+def test_a_perfect_in_context_predictor_retrieves_every_view() -> None:
+    from sie.eval.context import ContextTables, run_context_evaluation
+
+    method = _QuaternionWorld()
+    inputs = _inputs(method)
+    records = run_context_evaluation(inputs, 0, ContextTables(inputs), retrieval_scores=True)  # type: ignore[arg-type]
+    mrr = {r.part: r.value for r in records if r.metric == "MRR"}
+    assert mrr["context:rotation:0"] == pytest.approx(1.0) and mrr["context:rotation:4"] == pytest.approx(1.0)
+    # Without the rotation every query is view 0 itself: the true view v ranks anywhere but first for v > 0.
+    assert mrr["context:colour:0"] < 0.9
+    assert {(r.metric, r.task) for r in records if r.part == "context:colour:4"} >= {
+        ("r2", "rotation"),
+        ("r2", "colour"),
+    }
