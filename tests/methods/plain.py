@@ -148,6 +148,10 @@ def tiny_config(method: str, **model: object) -> Config:
         "num_classes": 5,
         "equi": 8 if method == "vicreg-partinv" else 256,
     }
+    if method == "context-ssl":  # its default GPT has 153 M parameters: a 64-wide one for the smoke tests
+        from sie.methods.context_ssl import ContextSSLConfig
+
+        options["sections"] = (("context_ssl", ContextSSLConfig(n_embd=64, n_head=2, aux_hidden=32)),)
     options.update(model)
     data = DataConfig(transform=transform, resolution=16)  # type: ignore[arg-type]
     return Config(model=ModelConfig(**options), data=data, train=TrainConfig(batch_size=6))  # type: ignore[arg-type]
