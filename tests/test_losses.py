@@ -53,6 +53,17 @@ def test_info_nce_hand_cases() -> None:
     assert at_01 == pytest.approx(math.log(math.exp(10) + 2) - 10)
 
 
+def test_info_nce_similarity_floor_by_hand() -> None:
+    # N = 1 with opposite rows: only the positive remains, loss 0 with or without the floor. N = 2 with
+    # a_1 = -a_0 and b = a: row a_0 sees positive a_0 (cos 1), negatives a_1 (cos -1) and b_1 (cos -1).
+    # The floor raises both negatives to 0: loss = log(e + 2) - 1 at temperature 1, as orthogonal rows.
+    a = torch.tensor([[1.0, 0.0], [-1.0, 0.0]], dtype=torch.float64)
+    floored = info_nce_loss(a, a.clone(), temperature=1.0, min_similarity=0.0).item()
+    assert floored == pytest.approx(math.log(math.e + 2) - 1)
+    plain = info_nce_loss(a, a.clone(), temperature=1.0).item()
+    assert plain == pytest.approx(math.log(math.e + 2 * math.exp(-1)) - 1)
+
+
 def test_invariance_hand_case() -> None:
     a = torch.tensor([[0.0, 0.0], [1.0, 3.0]], dtype=torch.float64)
     b = torch.tensor([[0.0, 2.0], [1.0, 1.0]], dtype=torch.float64)
@@ -79,6 +90,8 @@ def test_info_nce_matches_plain_loop(n: int, d: int, temperature: float) -> None
     a, b = _random(n, d, seed=2), _random(n, d, seed=3)
     expected = plain_info_nce(a, b, temperature)
     assert info_nce_loss(a, b, temperature).item() == pytest.approx(expected, rel=1e-5)
+    floored = plain_info_nce(a, b, temperature, min_similarity=1e-7)
+    assert info_nce_loss(a, b, temperature, min_similarity=1e-7).item() == pytest.approx(floored, rel=1e-5)
 
 
 def test_invariance_matches_plain_loop() -> None:

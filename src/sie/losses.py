@@ -121,7 +121,9 @@ def covariance_loss(z: Tensor, denominator: float | None = None, num_dims: int |
 
 
 @_outside_autocast
-def info_nce_loss(z_a: Tensor, z_b: Tensor, temperature: float = 0.1) -> Tensor:
+def info_nce_loss(
+    z_a: Tensor, z_b: Tensor, temperature: float = 0.1, *, min_similarity: float | None = None
+) -> Tensor:
     """NT-Xent / InfoNCE as the reference's ``info_nce_loss``: 2N rows, one positive each.
 
     ``F = normalize(cat([z_a, z_b]))`` (2N, D); similarities ``S = F F^T / temperature``; for row i
@@ -134,6 +136,9 @@ def info_nce_loss(z_a: Tensor, z_b: Tensor, temperature: float = 0.1) -> Tensor:
         z_a: (N, D) embeddings of the first views, gathered over all ranks.
         z_b: (N, D) embeddings of the second views (row i of z_b is the positive of row i of z_a).
         temperature: the softmax temperature (``simclr_temp``, 0.1 in the reference).
+        min_similarity: if given, cosine similarities below it are raised to it before the division by
+            the temperature (ContextSSL's ``nt_xent`` clamps them at 1e-7, Sharut/In-Context-Symmetries);
+            None (the SIE reference) leaves them as they are.
     """
     _check_matrix(z_a, "z_a")
     if z_a.shape != z_b.shape:
@@ -142,7 +147,10 @@ def info_nce_loss(z_a: Tensor, z_b: Tensor, temperature: float = 0.1) -> Tensor:
         raise ValueError(f"temperature must be > 0, got {temperature}")
     n = z_a.shape[0]
     features = F.normalize(torch.cat([_full_precision(z_a), _full_precision(z_b)], dim=0), dim=1)
-    logits = features @ features.T / temperature
+    similarities = features @ features.T
+    if min_similarity is not None:
+        similarities = similarities.clamp(min=min_similarity)
+    logits = similarities / temperature
     self_mask = torch.eye(2 * n, dtype=torch.bool, device=features.device)
     logits = logits.masked_fill(self_mask, float("-inf"))
     partner = torch.arange(2 * n, device=features.device).roll(n)  # row i's positive: (i + N) mod 2N

@@ -21,12 +21,14 @@ from sie.engine import train
 from sie.engine.faults import NonFiniteLoss
 from sie.errors import ConfigError, UsageError
 from sie.methods import METHODS, build_method
+from sie.methods.context_ssl import ContextSSLConfig
 from sie.seeding import seed_everything
 
 
 def tiny_config(root: Path, method: str = "sie", **train_kw: Any) -> Config:
     """A ResNet-18 with the small stem at 16 px, 32-wide heads, fp32 on CPU, a record every step."""
-    transform = "rotcolor" if method == "sie-rotcolor" else "quat"
+    required = METHODS[method].requires_transform if method in METHODS else None
+    transform = required[0] if required else "quat"
     equi = 16 if method == "vicreg-partinv" else 256  # vicreg-partinv counts embedding dims
     settings: dict[str, Any] = {
         "epochs": 1,
@@ -36,9 +38,17 @@ def tiny_config(root: Path, method: str = "sie", **train_kw: Any) -> Config:
         "log_every_s": 0.0,
     }
     settings.update(train_kw)
+    # ContextSSL's default GPT (153 M parameters) would make its checkpoint 2 GB: a 64-wide one here.
+    sections = (
+        (("context_ssl", ContextSSLConfig(n_embd=64, n_head=2, aux_hidden=32)),)
+        if method == "context-ssl"
+        else ()
+    )
     return Config(
         data=DataConfig(root=str(root), resolution=16, num_workers=0, transform=transform),
-        model=ModelConfig(method=method, small_stem=True, mlp="32-32-32", equi=equi, augself_mlp="32"),
+        model=ModelConfig(
+            method=method, small_stem=True, mlp="32-32-32", equi=equi, augself_mlp="32", sections=sections
+        ),
         train=TrainConfig(**settings),
     )
 

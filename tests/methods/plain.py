@@ -65,8 +65,9 @@ def plain_covariance(z: Tensor, denominator: float | None = None) -> float:
     return total / d
 
 
-def plain_info_nce(a: Tensor, b: Tensor, temperature: float) -> float:
-    """Mean over the 2N rows of -log softmax of the partner among the 2N - 1 other rows."""
+def plain_info_nce(a: Tensor, b: Tensor, temperature: float, min_similarity: float | None = None) -> float:
+    """Mean over the 2N rows of -log softmax of the partner among the 2N - 1 other rows (cosines raised
+    to ``min_similarity`` first when given)."""
     feats = rows(a) + rows(b)
     feats = [[v / math.sqrt(sum(x * x for x in f)) for v in f] for f in feats]
     two_n = len(feats)
@@ -74,9 +75,12 @@ def plain_info_nce(a: Tensor, b: Tensor, temperature: float) -> float:
     total = 0.0
     for i in range(two_n):
         partner = (i + n) % two_n
-        sims = {
-            k: sum(x * y for x, y in zip(feats[i], feats[k], strict=True)) / temperature for k in range(two_n)
-        }
+        sims = {}
+        for k in range(two_n):
+            cosine = sum(x * y for x, y in zip(feats[i], feats[k], strict=True))
+            if min_similarity is not None:
+                cosine = max(cosine, min_similarity)
+            sims[k] = cosine / temperature
         log_denominator = math.log(sum(math.exp(sims[k]) for k in range(two_n) if k != i))
         total += log_denominator - sims[partner]
     return total / two_n
@@ -132,7 +136,10 @@ class StandInBackbone(nn.Module):
 
 def tiny_config(method: str, **model: object) -> Config:
     """A method on a small-stem ResNet-18 with a 32-32-32 projector; data.transform follows the method."""
-    transform = "rotcolor" if method == "sie-rotcolor" else "quat"
+    from sie.methods import METHODS
+
+    required = METHODS[method].requires_transform if method in METHODS else None
+    transform = required[0] if required else "quat"
     options: dict[str, object] = {
         "method": method,
         "small_stem": True,
@@ -141,19 +148,37 @@ def tiny_config(method: str, **model: object) -> Config:
         "num_classes": 5,
         "equi": 8 if method == "vicreg-partinv" else 256,
     }
+    if method == "context-ssl":  # its default GPT has 153 M parameters: a 64-wide one for the smoke tests
+        from sie.methods.context_ssl import ContextSSLConfig
+
+        options["sections"] = (("context_ssl", ContextSSLConfig(n_embd=64, n_head=2, aux_hidden=32)),)
     options.update(model)
     data = DataConfig(transform=transform, resolution=16)  # type: ignore[arg-type]
     return Config(model=ModelConfig(**options), data=data, train=TrainConfig(batch_size=6))  # type: ignore[arg-type]
 
 
 def random_batch(
-    batch_size: int, param_dim: int, *, size: int = 16, seed: int = 0, dtype=torch.float32, views: int = 2
+    batch_size: int,
+    param_dim: int,
+    *,
+    size: int = 16,
+    seed: int = 0,
+    dtype=torch.float32,
+    views: int = 2,
+    latents: bool = False,
 ) -> Batch:
+    """Random images, parameters and labels; with ``latents``, also uniform (B, K, 7) latents in
+    3DIEBench's ranges (drawn last, so the other tensors do not depend on it)."""
     gen = torch.Generator().manual_seed(seed)
     images = torch.randn(batch_size, views, 3, size, size, generator=gen, dtype=dtype)
     transforms = torch.randn(batch_size, views - 1, param_dim, generator=gen, dtype=dtype)
     labels = torch.randint(0, 5, (batch_size,), generator=gen)
-    return Batch(views=images, transforms=transforms, labels=labels)
+    lat = None
+    if latents:
+        u = torch.rand(batch_size, views, 7, generator=gen, dtype=dtype)
+        lat = u.clone()
+        lat[..., 0:3] = (u[..., 0:3] - 0.5) * math.pi  # rotation angles in [-pi/2, pi/2]
+    return Batch(views=images, transforms=transforms, labels=labels, latents=lat)
 
 
 def one_intra_op_thread() -> Iterator[None]:

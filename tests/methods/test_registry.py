@@ -33,13 +33,14 @@ def test_registry_names_and_descriptions() -> None:
 def test_every_method_trains_two_steps(name: str) -> None:
     torch.manual_seed(0)
     cfg = tiny_config(name)
-    param_dim = 6 if name == "sie-rotcolor" else 4
+    required = METHODS[name].requires_transform
+    param_dim = required[1] if required else 4
     method = build_method(cfg, param_dim)
     assert method.name == name and method.cfg is cfg
     before = {k: v.detach().clone() for k, v in method.named_parameters()}
     groups = method.parameter_groups()
     optimizer = torch.optim.Adam([{"params": g.params} for g in groups], lr=1e-3)
-    batch = random_batch(4, param_dim, views=method.views_per_sample)
+    batch = random_batch(4, param_dim, views=method.views_per_sample, latents=True)
     for step in range(2):
         out = method(batch)
         assert isinstance(out, MethodOutput)

@@ -21,6 +21,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 __all__ = [
+    "context_length_curves",
     "dataset_preview",
     "error_along_orbits",
     "latent_steering",
@@ -291,4 +292,38 @@ def dataset_preview(
                 ax.set_ylabel(row_labels[i], fontsize=7, rotation=0, ha="right", va="center")
             if i == 0 and j < len(column_labels):
                 ax.set_title(column_labels[j], fontsize=7)
+    return fig
+
+
+# ---- in-context evaluation ----------------------------------------------------------------------------
+
+
+def context_length_curves(
+    panels: Mapping[str, Mapping[str, Sequence[tuple[int, float]]]],
+    chance: Mapping[str, float] | None = None,
+) -> Figure:
+    """One panel per metric (e.g. "rotation R²"), one line per environment: the value against the context
+    length. ``panels`` maps a metric to {environment: [(length, value), ...]}; the lengths are placed at
+    even steps (0, 2, 6, 14, ... grow about geometrically) and labelled. ``chance`` maps a metric to a
+    level drawn as a dashed reference line."""
+    names = list(panels)
+    lengths = sorted({length for series in panels.values() for pts in series.values() for length, _ in pts})
+    position = {length: i for i, length in enumerate(lengths)}
+    fig = _figure(3.2 * max(1, len(names)), 2.6)
+    axes = fig.subplots(1, max(1, len(names)), squeeze=False)[0]
+    palette = matplotlib.colormaps["tab10"]
+    environments = sorted({env for series in panels.values() for env in series})
+    colours = {env: palette(i % palette.N) for i, env in enumerate(environments)}
+    for ax, name in zip(axes, names, strict=False):
+        for env, pts in panels[name].items():
+            ordered = sorted(pts)
+            ax.plot([position[x] for x, _ in ordered], [y for _, y in ordered], marker="o",
+                    color=colours[env], label=f"{env} context")  # fmt: skip
+        if chance and name in chance:
+            _reference_line(ax, chance[name], "chance")
+        ax.set_xticks(range(len(lengths)), [str(x) for x in lengths])
+        ax.set_xlabel("context length (tokens)")
+        ax.set_title(name, fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
     return fig

@@ -36,6 +36,7 @@ from typing import Any
 from sie.checkpoint import CHECKPOINT_FILENAME, checkpoint_hash
 from sie.errors import UsageError
 from sie.eval import figures
+from sie.eval.context import parse_context_part
 from sie.eval.figure_data import steering_sweeps
 from sie.eval.run_results import RunResults, load_run
 from sie.eval.verdict import THRESHOLDS, TOP1_MARGIN, beats, margin_for, online_rotation_floor, verdict
@@ -43,6 +44,7 @@ from sie.log import get_logger
 
 __all__ = [
     "MAIN_COLUMNS",
+    "context_table",
     "main_table",
     "stale_evaluation",
     "write_report",
@@ -197,6 +199,70 @@ def detail_table(run: RunResults) -> Table:
              _format(s["mean"], s["std"], s["n"], percent), str(s["n"]), chance]
         )  # fmt: skip
     return Table(["task", "metric", "part", "split", "value", "n", "chance"], rows)
+
+
+_CONTEXT_METRICS = (("r2", "rotation", "rotation R²"), ("r2", "colour", "colour R²"),
+                    ("MRR", "retrieval", "MRR"), ("H@1", "retrieval", "H@1"), ("H@5", "retrieval", "H@5"))  # fmt: skip
+
+
+def _context_entries(run: RunResults) -> dict[tuple[str, str, str, int], dict[str, Any]]:
+    """Summary entries of in-context records by (metric, task, environment, length)."""
+    out = {}
+    for s in run.results.get("summary", []):
+        parsed = parse_context_part(s["part"])
+        if parsed is not None:
+            out[(s["metric"], s["task"], *parsed)] = s
+    return out
+
+
+def context_table(run: RunResults) -> Table | None:
+    """Val R² and MRR/H@k against the context length, one row per (environment, metric); None without
+    in-context records."""
+    entries = _context_entries(run)
+    if not entries:
+        return None
+    lengths = sorted({k[3] for k in entries})
+    environments = list(dict.fromkeys(k[2] for k in entries))
+    rows = []
+    for env in environments:
+        for metric, task, title in _CONTEXT_METRICS:
+            cells = [entries.get((metric, task, env, c)) for c in lengths]
+            if not any(cells):
+                continue
+            chance = next((c["chance"] for c in cells if c and c["chance"] is not None), None)
+            rows.append(
+                [env, title]
+                + [_format(c["mean"], c["std"], c["n"], False) if c else "–" for c in cells]
+                + ["–" if chance is None else _format(chance, 0.0, 1, False)]
+            )
+    caption = ("The method's outputs after a context of c tokens (c / 2 training pairs) in each environment, "
+               "probed like the representation (val; MRR/H@k: val, val).")  # fmt: skip
+    return Table(["environment", "metric", *[f"c={c}" for c in lengths], "chance"], rows, caption=caption)
+
+
+def _context_blocks(run: RunResults, fig_dir: Path) -> list[Block]:
+    table = context_table(run)
+    if table is None:
+        return []
+    entries = _context_entries(run)
+    panels: dict[str, dict[str, list[tuple[int, float]]]] = {}
+    chance: dict[str, float] = {}
+    for (metric, task, env, length), s in entries.items():
+        title = next((t for m, k, t in _CONTEXT_METRICS[:3] if (m, k) == (metric, task)), None)
+        if title is None:
+            continue
+        panels.setdefault(title, {}).setdefault(env, []).append((length, s["mean"]))
+        if s["chance"] is not None:
+            chance[title] = s["chance"]
+    ordered = {t: panels[t] for _, _, t in _CONTEXT_METRICS[:3] if t in panels}
+    path = figures.save_png(
+        figures.context_length_curves(ordered, chance), fig_dir / f"context_{_slug(run.name)}.png"
+    )
+    return [
+        ("h3", "Context length"),
+        ("table", table),
+        ("img", (path, f"R² and MRR against the context length, {run.name}")),
+    ]
 
 
 # ---- online-probe floor -----------------------------------------------------------------------------------
@@ -463,6 +529,7 @@ def write_report(run_dirs: Sequence[str | Path], out_dir: str | Path) -> tuple[P
             ]),
             ("table", detail_table(r)),
         ]  # fmt: skip
+        blocks += _context_blocks(r, fig_dir)
         blocks += _run_figures(r, fig_dir)
     md_path, html_path = out_dir / "report.md", out_dir / "report.html"
     md_path.write_text(_md(blocks, out_dir))

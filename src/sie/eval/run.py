@@ -34,7 +34,7 @@ from sie.config import Config, EvalConfig, config_to_dict
 from sie.data.source import open_split
 from sie.device import resolve_device
 from sie.errors import ConfigError, UsageError
-from sie.eval import figure_data, protocol
+from sie.eval import context, figure_data, protocol
 from sie.eval.features import FeatureKey, SplitFeatures, load_or_extract_features, refuse_stale
 from sie.eval.tasks import REGRESSION_TASKS, regression_tasks_for
 from sie.log import get_logger
@@ -195,8 +195,16 @@ def evaluate(
         ood_label, ood_source = _open_ood(data_root, eval_cfg.ood_split)
         sources[ood_label] = ood_source
     want_retrieval = "retrieval" in eval_cfg.tasks
+    context_lengths = tuple(method.context_lengths)
+    if context_lengths:  # refuse a context longer than the training pairs before any work
+        context.check_context_lengths(
+            context_lengths, sources["train"].num_objects, sources["train"].views_per_object, str(data_root)
+        )
     if want_retrieval and not method.has_predictor:
-        notes.append(f"method {run_cfg.model.method!r} has no predictor: MRR, H@k and PRE are skipped")
+        in_context = " (in-context MRR and H@k are reported per context length)" if context_lengths else ""
+        notes.append(
+            f"method {run_cfg.model.method!r} has no predictor: MRR, H@k and PRE are skipped{in_context}"
+        )
         want_retrieval = False
     if want_retrieval:  # refuse a dataset the predictor cannot be conditioned on before any work
         protocol.predictor_transform(
@@ -302,6 +310,13 @@ def evaluate(
             arrays.update(_steering(inputs, {**sources, **orbit_sources}, features))
     elif method.has_predictor:
         notes.append("retrieval not requested (eval.tasks)")
+    if context_lengths:
+        tables = context.ContextTables(inputs)
+        for i, seed in enumerate(eval_cfg.probe_seeds):
+            context_records = context.run_context_evaluation(
+                inputs, seed, tables, retrieval_scores=i == 0 and "retrieval" in eval_cfg.tasks
+            )
+            _add(records, context_records)
     if eval_cfg.figures:
         arrays.update(figure_data.preview_arrays(sources["val"]))
         figure_data.save_figure_data(run_dir / "eval" / "figures.npz", arrays)

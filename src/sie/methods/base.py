@@ -124,12 +124,18 @@ class Method(nn.Module):
         views_per_sample: K, the views per object it trains on (set by :func:`sie.methods.build_method`).
         aggregate_views: M > 0 when the method has a representation of a sequence of M views
             (:meth:`aggregate`); the evaluation then also classifies from it (part ``aggregate``).
+        context_lengths: context lengths (tokens, two per pair) at which the method predicts in context
+            (:meth:`evaluate_in_context`); non-empty, the evaluation reports R² and MRR/H@k at each of
+            them in each of ``context_environments`` (:mod:`sie.eval.context`).
+        context_environments: the environments a context can be drawn in (e.g. ``rotation``, ``colour``).
     """
 
     has_predictor: bool = False
     name: str = ""
     views_per_sample: int = 2
     aggregate_views: int = 0
+    context_lengths: tuple[int, ...] = ()
+    context_environments: tuple[str, ...] = ()
 
     def __init__(self, cfg: Config, transform_dim: int) -> None:
         super().__init__()
@@ -168,6 +174,23 @@ class Method(nn.Module):
         """(N, M, D) representations of M views of one object, in order, and the (N, M - 1, P) parameters
         between consecutive ones -> (N, E) representation of the sequence; only when ``aggregate_views``."""
         raise UsageError(f"method {self.name or type(self).__name__!r} has no sequence representation")
+
+    def evaluate_in_context(
+        self, context: tuple[Tensor, Tensor, Tensor], queries: Tensor, params: Tensor, environment: str
+    ) -> Tensor:
+        """The method's output for each query after a context of pairs, in one of ``context_environments``.
+
+        Args:
+            context: representations (c, D), (c, D) of the two views of c context pairs and the (c, P)
+                transformation parameters from the first to the second (c may be 0).
+            queries: (Q, D) representations of the query views.
+            params: (Q, P) each query's transformation (zeros: the view itself, as a retrieval gallery).
+            environment: which parameters the context and the queries carry (one of ``context_environments``).
+
+        Returns:
+            (Q, E) outputs, as the method's evaluation probes them; only when ``context_lengths``.
+        """
+        raise UsageError(f"method {self.name or type(self).__name__!r} does not predict in context")
 
     def parameter_groups(self) -> list[ParamGroup]:
         """The trainable parameters in groups; the default is one group with all of them.
