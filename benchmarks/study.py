@@ -75,6 +75,10 @@ ENTRIES: list[tuple[str, str, list[str]]] = [
     ("BYOL", "byol", []),
     ("Conditional BYOL", "byol-cond", []),
     ("SEN", "sen", []),
+    # The capsule projectors (AberdeenML/EquiCaps, AberdeenML/CapsIE) on the backbone's last feature map,
+    # with their published capsule counts and loss weights.
+    ("EquiCaps", "equicaps", []),
+    ("CapsIE", "capsie", []),
 ]
 
 # What moves SIE: one documented, off-by-default knob changed at a time from the "SIE" row (the cpu preset),
