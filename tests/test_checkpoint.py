@@ -101,8 +101,25 @@ def test_load_refuses_missing_and_corrupt_files(tmp_path: Path) -> None:
         ckpt.load_checkpoint(tmp_path / "nope.pt")
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a zip archive at all")
-    with pytest.raises(UsageError, match="not a readable sie checkpoint"):
+    with pytest.raises(
+        UsageError, match=r"not a readable sie checkpoint: it is not a file written by torch\.save"
+    ):
         ckpt.load_checkpoint(bad)
+    good = tmp_path / "good.pt"
+    ckpt.save_checkpoint(good, {"step": 1, "w": torch.zeros(1000)})
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(good.read_bytes()[:300])
+    with pytest.raises(UsageError, match=r"the archive is incomplete \(truncated") as err:
+        ckpt.load_checkpoint(truncated)
+    assert "weights_only" not in str(err.value)  # torch's advice to load unsafely is not passed on
+    pickled = tmp_path / "pickled.pt"
+    torch.save({"step": 1, "obj": _NotATensor()}, pickled)
+    with pytest.raises(UsageError, match="holds Python objects other than tensors"):
+        ckpt.load_checkpoint(pickled)
+
+
+class _NotATensor:
+    """An object a weights-only load refuses."""
 
 
 def test_checkpoint_hash_is_the_file_sha256_prefix(tmp_path: Path) -> None:

@@ -181,6 +181,21 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def _why_unreadable(path: Path, exc: Exception) -> str:
+    """What a failed ``torch.load`` means, in words (torch's own text advises unsafe loading)."""
+    with path.open("rb") as handle:
+        head = handle.read(4)
+    if head != b"PK\x03\x04":  # torch.save writes a zip archive
+        return "it is not a file written by torch.save (no zip archive header)"
+    text = str(exc)
+    if "central directory" in text or isinstance(exc, EOFError):
+        return "the archive is incomplete (truncated or partly overwritten); restore it from a copy"
+    if "Weights only load failed" in text:
+        return "it holds Python objects other than tensors and plain containers, which sie never writes"
+    first_line = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return first_line
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint written by :func:`save_checkpoint`, with ``weights_only=True``.
 
@@ -193,8 +208,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ... by cause
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UsageError(f"{path} is not a readable sie checkpoint: {first_line}") from None
+        raise UsageError(f"{path} is not a readable sie checkpoint: {_why_unreadable(path, exc)}") from None
     if not isinstance(state, dict):
         raise UsageError(f"{path} is not an sie checkpoint (expected a dict, got {type(state).__name__})")
     stored = state.pop(CHECKSUM_KEY, None)  # absent from checkpoints written before it existed
