@@ -311,3 +311,22 @@ def test_process_wide_torch_flags_are_given_back(tiny_dataset: Path, tmp_path: P
     train(replace(cfg, train=replace(cfg.train, deterministic=True)), tmp_path / "run", max_steps=1)
     assert torch.backends.cudnn.benchmark is False
     assert torch.are_deterministic_algorithms_enabled() == before
+
+
+def test_resuming_on_another_number_of_processes_is_warned_and_recorded(
+    tiny_dataset: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from sie.checkpoint import save_checkpoint
+
+    cfg = tiny_config(tiny_dataset, "vicreg", epochs=2)
+    run = train(cfg, tmp_path / "run", max_steps=1)
+    state = load_checkpoint(run / "checkpoint.pt")
+    assert state["world_size"] == 1
+    state["world_size"] = 2  # as if it had been written by a 2-process torchrun
+    save_checkpoint(run / "checkpoint.pt", state)
+    with caplog.at_level("WARNING"):
+        train(cfg, run, resume=True)
+    assert "checkpointed with 2 process(es) on 1" in caplog.text
+    info = json.loads((run / "run.json").read_text())
+    assert info["world_size_changes"] == [{"at_step": 1, "from": 2, "to": 1}]
+    assert info["status"] == "completed"

@@ -214,6 +214,21 @@ def build_run(
         run.wall_time_s = float(state.get("wall_time_s", 0.0))
         run.last_checkpoint_step = run.step
         info["resumes"] = info.get("resumes", 0) + 1
+        saved_world = state.get("world_size")
+        if saved_world is not None and saved_world != ctx.world_size:
+            # Same global batch and steps per epoch, but each rank now reads other objects and holds
+            # other RNG streams: the run goes on correctly, just not as the uninterrupted run would.
+            log.warning(
+                "resuming a run checkpointed with %d process(es) on %d: training continues from step %d, "
+                "but not bit-for-bit as an uninterrupted run (the data order and random streams per "
+                "process differ); recorded in run.json",
+                saved_world,
+                ctx.world_size,
+                run.step,
+            )
+            info.setdefault("world_size_changes", []).append(
+                {"at_step": run.step, "from": saved_world, "to": ctx.world_size}
+            )
         if changes:
             info.setdefault("config_changes", []).append(
                 {"at_step": run.step, "changes": [[k, old, new] for k, old, new in changes]}
