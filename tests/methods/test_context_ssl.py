@@ -276,6 +276,31 @@ def test_environment_follows_the_step_count() -> None:
     assert method.environment() == draw_environment(5, 7, (0.5, 0.5, 0.0))
 
 
+def test_environment_after_loading_a_state_follows_the_loaded_step_count() -> None:
+    method = _method("train.seed=5")
+    method.environment()  # the host copy of the step count is now set
+    other = _method("train.seed=5")
+    other.on_step_end(StepProgress(step=11, total_steps=20, epoch=0, epochs=1))
+    method.load_state_dict(other.state_dict())
+    assert method.environment() == draw_environment(5, 12, (0.5, 0.5, 0.0))
+
+
+def test_both_views_go_through_the_backbone_in_one_call() -> None:
+    """Training-mode BatchNorm must see all 2B images at once, as the reference's torch.cat([x, xv])."""
+    method = _method().train()
+    calls: list[tuple[int, ...]] = []
+    backbone_forward = method.backbone.forward
+
+    def recording_forward(x: torch.Tensor) -> torch.Tensor:
+        calls.append(tuple(x.shape))
+        return backbone_forward(x)
+
+    method.backbone.forward = recording_forward  # type: ignore[method-assign]
+    batch = random_batch(4, 6, seed=2, latents=True)
+    method(batch)
+    assert calls == [(8, *batch.views.shape[2:])]
+
+
 # ---- refusals and the preset ----------------------------------------------------------------------------
 
 

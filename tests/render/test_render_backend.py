@@ -110,7 +110,8 @@ def test_known_pose_puts_the_object_centre_at_the_expected_pixel(
     assert out.object_mask is not None
     rows, cols = np.nonzero(out.object_mask[0])
     assert len(rows) > 4
-    centre_world = _rot(np.array(angles)) @ offset + np.array(translation)
+    # 3DIEBench-T's Blender matrix_basis = R @ Translation(t): a point p of the object lands at R (p + t).
+    centre_world = _rot(np.array(angles)) @ (offset + np.array(translation))
     expected = _project(centre_world)
     got = np.array([cols.mean() + 0.5, rows.mean() + 0.5])
     np.testing.assert_allclose(got, expected, atol=0.6)

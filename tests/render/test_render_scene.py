@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+from sie.geometry_np import euler_xyz_to_matrix_np
 from sie.render.latents import sample_latents
 from sie.render.scene import (
     SceneSpec,
@@ -84,7 +85,16 @@ def test_views_from_latents_rotation_lights_and_colours() -> None:
 
 def test_views_from_latents_reads_translations_of_the_t_variant() -> None:
     latents = sample_latents(np.random.default_rng(0), 4, "T")
-    np.testing.assert_allclose(views_from_latents(latents).translation, latents[:, 7:10], atol=1e-6)
+    views = views_from_latents(latents)
+    # The object's centre sits at R t (translation applied before the rotation, as 3DIEBench-T).
+    expected = np.stack(
+        [
+            euler_xyz_to_matrix_np(a[None])[0] @ a_t
+            for a, a_t in zip(latents[:, :3], latents[:, 7:10], strict=True)
+        ]
+    )
+    np.testing.assert_allclose(views.translation, expected, atol=1e-6)
+    assert not np.allclose(views.translation, latents[:, 7:10], atol=1e-3)  # R t differs from t
     with pytest.raises(ValueError, match="latents must have shape"):
         views_from_latents(np.zeros((2, 8)))
 

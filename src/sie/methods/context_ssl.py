@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -260,6 +261,7 @@ class ContextSSL(Method):
             nn.Linear(opts.aux_hidden, transform_dim),
         )
         self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
+        self._next_step: int | None = None  # steps_done on the host, so no step reads the device
 
     def _gpt_init(self) -> None:
         """GPT-2's initialisation, as the reference: N(0, 0.02) weights, zero biases, the residual output
@@ -367,13 +369,23 @@ class ContextSSL(Method):
 
     def environment(self) -> int:
         """Index into :data:`ENVIRONMENTS` of the current training step."""
-        return draw_environment(self.seed, int(self.steps_done), self.opts.env_ratio)
+        if self._next_step is None:  # read the buffer once after building or loading, not every step
+            self._next_step = int(self.steps_done)
+        return draw_environment(self.seed, self._next_step, self.opts.env_ratio)
+
+    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self._next_step = None  # steps_done may have changed: read it again
 
     def forward(self, batch: Batch) -> MethodOutput:
         """NT-Xent between the GPT's outputs at the two tokens of every pair + the auxiliary regression."""
         if batch.latents is None:
             raise ValueError("method 'context-ssl' needs the batch's per-view latents (Batch.latents)")
-        h = self.encode_views(batch)  # (B, 2m, D); also checks K = 2m and P = 6
+        self.check_batch(batch)  # K = 2m views, P = 6
+        b, k = batch.views.shape[:2]
+        # One backbone call on all B x 2m views: training-mode BatchNorm takes its statistics over both
+        # views together, as the reference's encoder does on torch.cat([x, xv]) (main.py, models.py).
+        h = self.backbone(batch.views.flatten(0, 1)).reshape(b, k, -1)  # (B, 2m, D)
         d = h.shape[-1]
         # Pair j of a sample is (view 2j, view 2j + 1) with the parameters between them; the B x m pairs
         # stay sample-major, so a context holds runs of m pairs of one object.
@@ -400,3 +412,4 @@ class ContextSSL(Method):
     def on_step_end(self, progress: StepProgress) -> None:
         """Count the step: the next forward draws the environment of step ``progress.step + 1``."""
         self.steps_done.fill_(progress.step + 1)
+        self._next_step = progress.step + 1

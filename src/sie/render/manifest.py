@@ -53,6 +53,10 @@ def content_config(cfg: RenderConfig, *, as_spelled: bool = False) -> dict[str, 
     content = {k: v for k, v in config_to_dict(cfg).items() if k not in _NOT_CONTENT}
     if not as_spelled:
         content["source"] = normalise_source(cfg.source)
+    if cfg.variant == "T":
+        # -T renders placed the object at t (after the rotation) before they followed 3DIEBench-T's
+        # R (p + t); marking the composition keeps such a dataset from being resumed as this one.
+        content["translation_composition"] = "R(p+t)"
     return content
 
 

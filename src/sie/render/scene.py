@@ -6,8 +6,9 @@ docs/render.md. Coordinates are Blender's: Z up, lengths in Blender units.
 * Camera: fixed at spherical (r=2.5, polar pi/4, azimuth pi/2) = (0, 1.768, 1.768), looking at
   the origin with world +Z up in the image (BlenderProc ``rotation_from_forward_vec``); field of
   view 0.691111 rad (BlenderProc's default intrinsics = Blender's 50 mm lens on a 36 mm sensor).
-* Object: bounding-box centre at the origin (``location`` = the -T translation), rotated by the
-  extrinsic xyz Euler angles of the latents (Blender ``rotation_euler``), unit bounding-box diagonal.
+* Object: bounding-box centre at the origin, rotated by the extrinsic xyz Euler angles of the latents
+  (Blender ``rotation_euler``), unit bounding-box diagonal. -T: translated by the latent t *before* the
+  rotation, as 3DIEBench-T's ``matrix_basis = R @ Translation(t)`` does, so the centre sits at R t.
 * Floor: the plane z = -1, diffuse colour HSV(floor_hue, 0.6, 0.6).
 * Spot: on the sphere of radius 4 at (spot_theta, spot_phi), aimed at the origin, 500 W, colour
   HSV(spot_hue, 1, 0.8), ``spot_size`` pi/8 (Blender's *full* cone angle) with Blender's default
@@ -146,7 +147,7 @@ class ViewBatch:
 
     Attributes:
         rotation: (V, 3, 3) object-to-world rotation R = Rz Ry Rx of the Euler latents.
-        translation: (V, 3) object location (zeros unless -T).
+        translation: (V, 3) world location of the object's centre, R t for -T latents t (zeros otherwise).
         floor_rgb: (V, 3) floor reflectance HSV(floor_hue, 0.6, 0.6).
         spot_position: (V, 3) spot light centre.
         spot_radiance: (V, 3) spot colour times its radiant intensity (W/sr).
@@ -175,7 +176,11 @@ def views_from_latents(latents: np.ndarray, spec: SceneSpec = SceneSpec()) -> Vi
     if latents.ndim != 2 or latents.shape[1] not in (7, 10):
         raise ValueError(f"latents must have shape (V, 7) or (V, 10); got {latents.shape}")
     rotation = euler_xyz_to_matrix_np(latents[:, 0:3])
-    translation = latents[:, 7:10] if latents.shape[1] == 10 else np.zeros((len(latents), 3))
+    # 3DIEBench-T sets Blender's matrix_basis to R @ Translation(t) (AberdeenML/EquiCaps,
+    # dataset_generation/main_3DIEBench_T_generation.py): a point p of the object lands at R (p + t),
+    # so its centre sits at R t, not at the stored latent t.
+    offset = latents[:, 7:10] if latents.shape[1] == 10 else np.zeros((len(latents), 3))
+    translation = np.einsum("vij,vj->vi", rotation, offset)
     floor_rgb = hsv_to_rgb(latents[:, 3], spec.floor_saturation, spec.floor_value)
     spot_position = spherical_to_cartesian(spec.spot_distance, latents[:, 4], latents[:, 5])
     spot_rgb = hsv_to_rgb(latents[:, 6], spec.spot_saturation, spec.spot_value)
