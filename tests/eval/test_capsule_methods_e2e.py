@@ -50,14 +50,33 @@ def test_equicaps_and_capsie_train_evaluate_and_report(rendered_t: Path, tmp_pat
         "capsie": _train(rendered_t, tmp_path / "capsie", "model.method=capsie", "model.capsie.width=32",
                          "model.capsie.capsules=8"),
     }  # fmt: skip
-    for run in runs.values():
+    results = {}
+    for name, run in runs.items():
         assert main(["eval", str(run), "--data", str(rendered_t), *QUICK, *TASKS]) == 0
-        res = json.loads((run / "eval" / "results.json").read_text())
+        res = results[name] = json.loads((run / "eval" / "results.json").read_text())
         keys = {(r["metric"], r["task"], r["part"], r["split"]) for r in res["records"]}
-        assert res["parts"] == {"full": [0, 512]}  # the pooled backbone, as EquiCaps' evaluation scripts
         assert {("top1", "classification", "full", "val"), ("r2", "rotation", "full", "val"),
                 ("r2", "translation", "full", "val"), ("r2", "translation_base", "full", "val")} <= keys  # fmt: skip
-        assert not res["has_predictor"] and not [k for k in keys if k[1] == "retrieval"]
+    # EquiCaps: the pooled backbone only, as its evaluation scripts; no predictor, no retrieval.
+    equicaps = results["equicaps"]
+    assert equicaps["parts"] == {"full": [0, 512]} and not equicaps["has_predictor"]
+    assert not [r for r in equicaps["records"] if r["task"] == "retrieval"]
+    # CapsIE: also its capsules, as its released scripts probe them: 8 activations ("inv") and 8 x 4 pose
+    # values ("equi"), with retrieval through its hypernetwork on the poses.
+    capsie = results["capsie"]
+    assert (
+        capsie["parts"] == {"full": [0, 512], "inv": [512, 520], "equi": [520, 552]}
+        and capsie["has_predictor"]
+    )
+    capsie_keys = {(r["metric"], r["task"], r["part"], r["split"]) for r in capsie["records"]}
+    assert {("top1", "classification", "inv", "val"), ("r2", "rotation", "equi", "val"),
+            ("MRR", "retrieval", "embedding", "val-val")} <= capsie_keys  # fmt: skip
+    cache = sorted(p.name for p in (runs["capsie"] / "eval" / "features").glob("*.safetensors"))
+    assert cache and all(name.endswith("-capsules.safetensors") for name in cache)
+    # The reference's train-mode BatchNorm re-runs the backbone alone: refused for capsule outputs.
+    assert (
+        main(["eval", str(runs["capsie"]), "--data", str(rendered_t), *QUICK, *TASKS, "--reference-bn"]) == 2
+    )
     assert main(["report", *map(str, runs.values()), "--out", str(tmp_path / "report")]) == 0
     report = (tmp_path / "report" / "report.md").read_text()
     assert "Transl. R² full" in report and "Transl. R² base full" in report

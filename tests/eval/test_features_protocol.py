@@ -56,6 +56,12 @@ class StandIn(nn.Module):
         self.projector = nn.Linear(8, 6)
         self.hyper = nn.Linear(4, 6)
 
+    evaluation_representation_name = "backbone"
+    evaluation_parts = representation_parts
+
+    def evaluation_representation(self, images: Tensor) -> Tensor:
+        return self.backbone(images)
+
     def embed_equivariant(self, h: Tensor) -> Tensor:
         return self.projector(h[:, 8:16])
 
@@ -316,3 +322,15 @@ def test_aggregate_classification_reads_each_sequence_in_order(tiny_dataset: Pat
     ]
     assert records[0].probe is not None and records[0].probe["sequence_views"] == 3
     assert records[0].chance == pytest.approx(1 / 3) and 0.0 <= records[0].value <= 1.0
+
+
+def test_feature_key_names_a_non_default_representation_and_keeps_old_caches_valid() -> None:
+    key = features.FeatureKey("c" * 64, "m" * 32, "val", 32, 10, 4)
+    assert "representation" not in key.metadata()  # caches written before the field still match
+    assert key.differences(key.metadata()) == []
+    capsules = features.FeatureKey("c" * 64, "m" * 32, "val", 32, 10, 4, representation="capsules")
+    assert capsules.metadata()["representation"] == "capsules"
+    assert capsules.filename().endswith("-capsules.safetensors") and capsules.filename() != key.filename()
+    assert capsules.differences(key.metadata()) == [
+        "representation: file has '<missing>', expected 'capsules'"
+    ]

@@ -82,13 +82,19 @@ class FeatureKey:
     views_per_object: int
     format: str = FEATURES_FORMAT
     version: int = FEATURES_VERSION
+    representation: str = "backbone"  # Method.evaluation_representation_name
 
     def filename(self) -> str:
         safe_split = "".join(c if c.isalnum() or c in "-_" else "_" for c in self.split)
-        return f"{safe_split}-{self.resolution}px-{self.checkpoint_hash[:16]}-{self.manifest_hash[:16]}.safetensors"
+        tag = "" if self.representation == "backbone" else f"-{self.representation}"
+        return (
+            f"{safe_split}-{self.resolution}px-{self.checkpoint_hash[:16]}-{self.manifest_hash[:16]}{tag}"
+            ".safetensors"
+        )
 
     def metadata(self) -> dict[str, str]:
-        return {k: str(v) for k, v in asdict(self).items()}
+        # The default representation is left out, so caches written before the field existed still match.
+        return {k: str(v) for k, v in asdict(self).items() if not (k == "representation" and v == "backbone")}
 
     def differences(self, metadata: dict[str, str]) -> list[str]:
         """``'field: file has X, expected Y'`` for every field that differs from a file's metadata."""
@@ -130,12 +136,14 @@ def extract_features(
     batch_size: int,
     device: torch.device,
     embed: Callable[[Tensor], Tensor] | None = None,
+    represent: Callable[[Tensor], Tensor] | None = None,
 ) -> tuple[Tensor, Tensor | None]:
     """Representations (N, V, D) and, if ``embed`` is given, ``embed(h)`` (N, V, E) of every view of a split.
 
     ``backbone`` runs in eval mode (it is switched to it); ``source`` is a :class:`sie.data.ViewSource`
     read with ``sie.data.iterate_all_views`` (object-major, resized to ``resolution``, normalised).
-    Both outputs are float32 on the CPU.
+    ``represent`` (images -> (B, D)), when given, replaces ``backbone(images)`` (a method's
+    :meth:`~sie.methods.base.Method.evaluation_representation`). Both outputs are float32 on the CPU.
     """
     from sie.data.loader import iterate_all_views
 
@@ -145,7 +153,8 @@ def extract_features(
     embs: Tensor | None = None
     filled = torch.zeros(num_objects, views, dtype=torch.bool)
     for images, objects, view_idx in iterate_all_views(source, batch_size=batch_size, resolution=resolution):
-        h = backbone(images.to(device, non_blocking=True)).float()
+        images = images.to(device, non_blocking=True)
+        h = (represent(images) if represent is not None else backbone(images)).float()
         if reps is None:
             reps = torch.empty(num_objects, views, h.shape[1], dtype=torch.float32)
         reps[objects, view_idx] = h.cpu()
@@ -319,6 +328,7 @@ def load_or_extract_features(
         batch_size=batch_size,
         device=device,
         embed=method.embed_equivariant if with_embeddings else None,
+        represent=method.evaluation_representation,
     )
     seconds = time.perf_counter() - start
     _log.info(

@@ -91,7 +91,7 @@ def _open_ood(data_root: Path, spec: str) -> tuple[str, ViewSource]:
 
 
 def _ordered_parts(method: Method) -> dict[str, slice]:
-    parts = dict(method.representation_parts)
+    parts = dict(method.evaluation_parts)
     order = [p for p in _PART_ORDER if p in parts] + [p for p in parts if p not in _PART_ORDER]
     return {p: parts[p] for p in order}
 
@@ -194,6 +194,11 @@ def evaluate(
     if eval_cfg.ood_split:
         ood_label, ood_source = _open_ood(data_root, eval_cfg.ood_split)
         sources[ood_label] = ood_source
+    if eval_cfg.reference_bn and method.evaluation_representation_name != "backbone":
+        raise ConfigError(
+            f"eval.reference_bn=true re-runs the backbone in train mode, but method {run_cfg.model.method!r} is "
+            f"probed on its {method.evaluation_representation_name!r} outputs; evaluate it without --reference-bn"
+        )
     want_retrieval = "retrieval" in eval_cfg.tasks
     context_lengths = tuple(method.context_lengths)
     if context_lengths:  # refuse a context longer than the training pairs before any work
@@ -221,7 +226,13 @@ def evaluate(
         )
     keys = {
         split: FeatureKey(
-            ckpt, source.manifest_hash, split, resolution, source.num_objects, source.views_per_object
+            ckpt,
+            source.manifest_hash,
+            split,
+            resolution,
+            source.num_objects,
+            source.views_per_object,
+            representation=method.evaluation_representation_name,
         )
         for split, source in {**sources, **orbit_sources}.items()
     }

@@ -128,9 +128,12 @@ class Method(nn.Module):
             (:meth:`evaluate_in_context`); non-empty, the evaluation reports R² and MRR/H@k at each of
             them in each of ``context_environments`` (:mod:`sie.eval.context`).
         context_environments: the environments a context can be drawn in (e.g. ``rotation``, ``colour``).
+        evaluation_representation_name: what :meth:`evaluation_representation` returns (``backbone``, the
+            pooled backbone, by default); part of the feature cache's key.
     """
 
     has_predictor: bool = False
+    evaluation_representation_name: str = "backbone"
     name: str = ""
     views_per_sample: int = 2
     aggregate_views: int = 0
@@ -153,6 +156,22 @@ class Method(nn.Module):
     def representation_parts(self) -> dict[str, slice]:
         """Named slices of the representation's last dim; ``full`` always, ``inv``/``equi`` if split."""
         return {"full": slice(0, self.repr_dim)}
+
+    def evaluation_representation(self, images: Tensor) -> Tensor:
+        """Images (N, 3, H, W) -> (N, R): what the evaluation protocol caches and probes.
+
+        The pooled backbone by default (R = D). A method whose paper probes other outputs (CapsIE: the
+        capsules' activations and poses) returns more columns, names them in :attr:`evaluation_parts`
+        and gives the tensor a new :attr:`evaluation_representation_name`.
+        """
+        out: Tensor = self.backbone(images)
+        return out
+
+    @property
+    def evaluation_parts(self) -> dict[str, slice]:
+        """Named slices of :meth:`evaluation_representation`'s last dim the protocol probes; by default
+        :attr:`representation_parts` (those of the backbone, which the online probes also read)."""
+        return self.representation_parts
 
     def backbone_state_dict(self) -> dict[str, Tensor]:
         """The backbone's state dict with clean keys (load it into the backbone class as is)."""

@@ -164,6 +164,35 @@ class CapsIE(Method):
             ),
         )
 
+    # ---- evaluation: the capsules, as CapsIE's released evaluation scripts probe them ----------------
+
+    evaluation_representation_name = "capsules"
+    has_predictor = True
+
+    def evaluation_representation(self, images: Tensor) -> Tensor:
+        """Images -> (N, D + K + width): [pooled backbone | activations | flat poses] (see evaluation_parts)."""
+        pooled, activations, poses = self.encode(images)
+        return torch.cat([pooled, activations, poses], dim=1)
+
+    @property
+    def evaluation_parts(self) -> dict[str, slice]:
+        """``full`` the pooled backbone, ``inv`` the K activations, ``equi`` the flat poses.
+
+        CapsIE's ``run_eval_classification_inv_caps.sh`` classifies from the activations (``--inv-part``)
+        and ``run_eval_angle_prediction_caps.sh`` regresses rotation from the poses (``--deep-end``).
+        """
+        d, k = self.repr_dim, self.opts.capsules
+        return {"full": slice(0, d), "inv": slice(d, d + k), "equi": slice(d + k, d + k + self.opts.width)}
+
+    def embed_equivariant(self, h: Tensor) -> Tensor:
+        """(N, D + K + width) evaluation representations -> (N, width) flat poses, the predictor's input."""
+        return h[:, self.evaluation_parts["equi"]]
+
+    def predict(self, z: Tensor, params: Tensor) -> Tensor:
+        """(N, width) poses of view a and (N, P) parameters -> (N, width) predicted poses of view b."""
+        out: Tensor = self.predictor(z, params)
+        return out
+
     def encode(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Images (N, 3, H, W) -> pooled representation (N, D), activations (N, K), flat poses (N, width)."""
         feature_map = self.backbone.feature_map(images)  # type: ignore[operator]
