@@ -92,7 +92,8 @@ def test_temperature_schedule_known_values_and_resume() -> None:
     method.on_step_end(StepProgress(step=4, total_steps=10, epoch=0, epochs=1))
     assert method.temperatures() == pytest.approx((0.1, 0.055))
     resumed = build_method(tiny_config("capsie"), 4)
-    resumed.load_state_dict(method.state_dict())
+    assert resumed.temperatures() == pytest.approx((0.1, 0.025))  # its host copy is now set
+    resumed.load_state_dict(method.state_dict())  # ... and must be read again
     assert resumed.temperatures() == pytest.approx((0.1, 0.055))
 
 

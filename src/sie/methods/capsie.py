@@ -27,6 +27,7 @@ code) is not public in a readable form; the invariance objective above is the MS
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -151,10 +152,17 @@ class CapsIE(Method):
         self.cov_denominator = covariance_denominator(cfg)
         self.schedule_fraction: Tensor
         self.register_buffer("schedule_fraction", torch.zeros((), dtype=torch.float64))
+        self._fraction: float | None = None  # schedule_fraction on the host, so no step reads the device
+
+    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self._fraction = None  # schedule_fraction may have changed: read it again
 
     def temperatures(self) -> tuple[float, float]:
         """(anchor, target) sharpening temperatures of the next step."""
-        o, fraction = self.opts, float(self.schedule_fraction)
+        if self._fraction is None:  # read the buffer once after building or loading, not every step
+            self._fraction = float(self.schedule_fraction)
+        o, fraction = self.opts, self._fraction
         return (
             scheduled_temperature(
                 o.anchor_temperature_start, o.anchor_temperature_end, fraction, o.temperature_stretch
@@ -228,4 +236,5 @@ class CapsIE(Method):
 
     def on_step_end(self, progress: StepProgress) -> None:
         """Advance the temperature schedule to the next step."""
-        self.schedule_fraction.fill_((progress.step + 1) / max(1, progress.total_steps))
+        self._fraction = (progress.step + 1) / max(1, progress.total_steps)
+        self.schedule_fraction.fill_(self._fraction)
