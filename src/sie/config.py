@@ -897,7 +897,29 @@ def validate(
             f"{at('train.precision', 'train.device')}: train.precision='fp16' needs CUDA (GradScaler); use "
             "train.precision=bf16 or fp32 on CPU, or a CPU preset (--preset cpu or cpu-small)"
         )
-    return settle_method_sections(cfg, at("model.method")) if "model" in sections else cfg
+    if "model" not in sections:
+        return cfg
+    settled = settle_method_sections(cfg, at("model.method"))
+    for _, section in settled.model.sections:
+        _check_method_section(section, at)
+    return settled
+
+
+_SECTION_KEY = re.compile(r"^(model\.[A-Za-z_]\w*\.[A-Za-z_]\w*)")
+
+
+def _check_method_section(section: Any, at: _Origins) -> None:
+    """Run a method section's own ``check()`` (if it has one); its refusal names ``model.<section>.<key>``
+    first, and is led here by the flag, file or ``--set`` item that set that key."""
+    check = getattr(section, "check", None)
+    if not callable(check):
+        return
+    try:
+        check()
+    except ConfigError as exc:
+        message = str(exc)
+        found = _SECTION_KEY.match(message)
+        raise ConfigError(f"{at(found.group(1)) if found else at()}: {message}") from None
 
 
 def settle_method_sections(cfg: Config, source: str = "config") -> Config:

@@ -4,6 +4,7 @@ what each token can see, evaluation in context, refusals and the published prese
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -323,6 +324,14 @@ def test_bad_settings_are_one_line_naming_the_key(override: str, named: str) -> 
         build_method(cfg, 6)
     message = str(err.value)
     assert named in message and "\n" not in message
+
+
+def test_a_bad_setting_is_refused_when_the_config_is_resolved_naming_its_set_item() -> None:
+    item = "model.context_ssl.env_ratio=[0.5,0.3,0.1]"
+    with pytest.raises(
+        ConfigError, match=rf"^--set {re.escape(item)}: model\.context_ssl\.env_ratio=.* sum to 0\.9"
+    ):
+        resolve_config("paper", overrides=["model.method=context-ssl", "data.transform=rotcolor", item])
 
 
 def test_refuses_rotation_only_data() -> None:

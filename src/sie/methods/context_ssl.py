@@ -105,40 +105,46 @@ class ContextSSLConfig:
         (0, 2, 6, 14, 30, 126), "context lengths (tokens, even) the evaluation reports", "tokens"
     )
 
+    def check(self) -> None:
+        """Refuse settings out of range, naming the key (called by ``sie.config.validate``, which adds the
+        flag or file that set it, and again when the method is built)."""
+        opts = self
+        checks = {
+            "block_size": opts.block_size >= 2 and opts.block_size % 2 == 0,
+            "pairs_per_sample": opts.pairs_per_sample >= 1,
+            "n_embd": opts.n_embd >= 1,
+            "n_layer": opts.n_layer >= 1,
+            "n_head": opts.n_head >= 1 and opts.n_embd % max(1, opts.n_head) == 0,
+            "dropout": 0.0 <= opts.dropout < 1.0,
+            "temperature": opts.temperature > 0,
+            "min_similarity": -1.0 <= opts.min_similarity <= 1.0,
+            "weight_equiv_loss": opts.weight_equiv_loss >= 0,
+            "aux_hidden": opts.aux_hidden >= 1,
+            "mask_prob": 0.0 <= opts.mask_prob <= 1.0,
+        }
+        for key, ok in checks.items():
+            if not ok:
+                raise ConfigError(
+                    f"model.context_ssl.{key}={getattr(opts, key)!r} is out of range for method 'context-ssl'"
+                )
+        ratio = opts.env_ratio
+        if len(ratio) != 3 or any(p < 0 for p in ratio) or not math.isclose(sum(ratio), 1.0, abs_tol=1e-6):
+            raise ConfigError(
+                f"model.context_ssl.env_ratio={list(ratio)} must be 3 non-negative probabilities (rotation, "
+                f"colour, rotation+colour) that sum to 1; they sum to {sum(ratio):g}"
+            )
+        longest = opts.block_size - 2  # the query pair takes the last two tokens of a block
+        for c in opts.eval_contexts:
+            if c < 0 or c % 2 or c > longest:
+                raise ConfigError(
+                    f"model.context_ssl.eval_contexts holds {c}: a context length must be even and in "
+                    f"[0, block_size - 2 = {longest}] (model.context_ssl.block_size={opts.block_size})"
+                )
+
 
 def _options(cfg: Config) -> ContextSSLConfig:
     opts: ContextSSLConfig = cfg.model.section("context_ssl")
-    checks = {
-        "block_size": opts.block_size >= 2 and opts.block_size % 2 == 0,
-        "pairs_per_sample": opts.pairs_per_sample >= 1,
-        "n_embd": opts.n_embd >= 1,
-        "n_layer": opts.n_layer >= 1,
-        "n_head": opts.n_head >= 1 and opts.n_embd % max(1, opts.n_head) == 0,
-        "dropout": 0.0 <= opts.dropout < 1.0,
-        "temperature": opts.temperature > 0,
-        "min_similarity": -1.0 <= opts.min_similarity <= 1.0,
-        "weight_equiv_loss": opts.weight_equiv_loss >= 0,
-        "aux_hidden": opts.aux_hidden >= 1,
-        "mask_prob": 0.0 <= opts.mask_prob <= 1.0,
-    }
-    for key, ok in checks.items():
-        if not ok:
-            raise ConfigError(
-                f"model.context_ssl.{key}={getattr(opts, key)!r} is out of range for method 'context-ssl'"
-            )
-    ratio = opts.env_ratio
-    if len(ratio) != 3 or any(p < 0 for p in ratio) or not math.isclose(sum(ratio), 1.0, abs_tol=1e-6):
-        raise ConfigError(
-            f"model.context_ssl.env_ratio={list(ratio)} must be 3 non-negative probabilities (rotation, "
-            f"colour, rotation+colour) that sum to 1; they sum to {sum(ratio):g}"
-        )
-    longest = opts.block_size - 2  # the query pair takes the last two tokens of a block
-    for c in opts.eval_contexts:
-        if c < 0 or c % 2 or c > longest:
-            raise ConfigError(
-                f"model.context_ssl.eval_contexts holds {c}: a context length must be even and in "
-                f"[0, block_size - 2 = {longest}] (model.context_ssl.block_size={opts.block_size})"
-            )
+    opts.check()
     return opts
 
 
