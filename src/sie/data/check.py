@@ -34,6 +34,7 @@ from sie.data.problems import BadFileError, Problem
 from sie.data.raw import RENDER_MANIFEST, check_image_size, decode_image_and_mode, read_latent_array
 from sie.data.scan import scan_split
 from sie.data.splits import SplitSpec, class_names_of, find_split_names, read_split
+from sie.render.latents import FACTORS  # the latent file layout, named once
 
 __all__ = ["CheckReport", "LatentBounds", "check_dataset", "latent_bounds"]
 
@@ -56,20 +57,6 @@ class CheckReport:
     excluded: dict[str, int] = field(default_factory=dict)
     usable_with_skip_bad: bool = True
 
-
-_FACTORS = (
-    "rot_x",
-    "rot_y",
-    "rot_z",
-    "floor_hue",
-    "spot_theta",
-    "spot_phi",
-    "spot_hue",
-    "trans_x",
-    "trans_y",
-    "trans_z",
-)
-"""Latent entries in 3DIEBench's order (docs/render.md)."""
 
 _DOMAIN: dict[str, tuple[float, float]] = {
     "rot": (-math.pi, math.pi),
@@ -119,7 +106,7 @@ def latent_bounds(latent_size: int, manifest: Mapping[str, Any] | None) -> Laten
         if config.get("variant") == "OOD" and isinstance(ood, Sequence) and len(ood) == 2:
             ranges["rot"] = (-float(ood[1]), float(ood[1]))
     low, high = [], []
-    for name in _FACTORS[:latent_size]:
+    for name in FACTORS[:latent_size]:
         lo, hi = ranges[name.split("_")[0] if name.startswith(("rot_", "trans_")) else name]
         low.append(lo)
         high.append(hi)
@@ -140,7 +127,7 @@ class _ContentTask:
 def _latent_value_problem(latent: np.ndarray, bounds: LatentBounds) -> str | None:
     """What is wrong with the values of one (L,) latent, or None."""
     for k, value in enumerate(latent.tolist()):
-        name = _FACTORS[k] if k < len(_FACTORS) else f"entry {k}"
+        name = FACTORS[k] if k < len(FACTORS) else f"entry {k}"
         if not math.isfinite(value):
             return f"{name} is {value}; expected a finite number"
         lo, hi = bounds.low[k], bounds.high[k]
