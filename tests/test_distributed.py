@@ -9,12 +9,11 @@ forgets the all-reduce, cannot pass by symmetry.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import torch
+from tests.helpers.gloo import run_gloo_workers
 from torch import nn
 
 from sie.distributed import gather_with_grad, is_distributed, rank, world_size
@@ -79,25 +78,7 @@ def test_identity_when_not_distributed() -> None:
 
 
 def test_two_gloo_processes_match_one_process(tmp_path: Path) -> None:
-    root = str(Path(__file__).resolve().parents[1])
-    init_file = tmp_path / "init"
-    out = tmp_path / "rank0.pt"
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", WORKER, str(i), "2", str(init_file), root, str(out)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        for i in range(2)
-    ]
-    try:
-        logs = [p.communicate(timeout=120)[0].decode() for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    assert all(p.returncode == 0 for p in procs), "\n".join(logs)
-    result = torch.load(out, weights_only=True)
+    result = run_gloo_workers(WORKER, tmp_path)
 
     model = make_model()
     data = [rank_data(i) for i in range(2)]

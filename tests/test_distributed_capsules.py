@@ -4,12 +4,11 @@ with DDP's gradient averaging (the pattern of tests/test_distributed.py)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import torch
+from tests.helpers.gloo import run_gloo_workers
 from torch import nn
 
 from sie.methods.capsie import capsie_invariance
@@ -64,24 +63,7 @@ def gathered_terms(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.
 
 
 def test_two_gloo_processes_match_one_process(tmp_path: Path) -> None:
-    root = str(Path(__file__).resolve().parents[1])
-    init_file, out = tmp_path / "init", tmp_path / "rank0.pt"
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", WORKER, str(i), "2", str(init_file), root, str(out)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        for i in range(2)
-    ]
-    try:
-        logs = [p.communicate(timeout=120)[0].decode() for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    assert all(p.returncode == 0 for p in procs), "\n".join(logs)
-    result = torch.load(out, weights_only=True)
+    result = run_gloo_workers(WORKER, tmp_path)
     model = make_model()
     data = [rank_data(i) for i in range(2)]
     loss = gathered_terms(model, torch.cat([d[0] for d in data]), torch.cat([d[1] for d in data]))
