@@ -216,14 +216,19 @@ def test_dimensions_views_and_init() -> None:
 # ---- what each token sees -------------------------------------------------------------------------------
 
 
+def _random_pairs(n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Features (n, 512) of view a and view b and (n, 6) rotcolor parameters of n pairs."""
+    return (
+        torch.randn(n, 512, generator=gen),
+        torch.randn(n, 512, generator=gen),
+        torch.randn(n, 6, generator=gen),
+    )
+
+
 def test_second_token_never_sees_its_own_first_view_and_tokens_never_see_later_pairs() -> None:
     method = _method("model.context_ssl.block_size=8").eval()
     gen = torch.Generator().manual_seed(0)
-    h_a, h_b, g = (
-        torch.randn(4, 512, generator=gen),
-        torch.randn(4, 512, generator=gen),
-        torch.randn(4, 6, generator=gen),
-    )
+    h_a, h_b, g = _random_pairs(4, gen)
     out_a, out_b = method.contextual_outputs(h_a, h_b, g)
     changed = h_a.clone()
     changed[2] += 1.0
@@ -237,11 +242,7 @@ def test_second_token_never_sees_its_own_first_view_and_tokens_never_see_later_p
 def test_full_random_masking_leaves_each_token_alone() -> None:
     method = _method("model.context_ssl.random_mask=true", "model.context_ssl.mask_prob=1.0").train()
     gen = torch.Generator().manual_seed(1)
-    h_a, h_b, g = (
-        torch.randn(4, 512, generator=gen),
-        torch.randn(4, 512, generator=gen),
-        torch.randn(4, 6, generator=gen),
-    )
+    h_a, h_b, g = _random_pairs(4, gen)
     out_a, out_b = method.contextual_outputs(h_a, h_b, g)
     empty = (torch.zeros(0, 512), torch.zeros(0, 512), torch.zeros(0, 6))
     torch.testing.assert_close(out_a, method.predict_in_context(empty, h_a, g), rtol=1e-5, atol=1e-6)
@@ -254,11 +255,7 @@ def test_prediction_in_context_equals_the_next_pair_of_a_sequence() -> None:
     # The query after a context of c pairs is the first token of pair c + 1 of a training sequence.
     method = _method("model.context_ssl.block_size=8").eval()
     gen = torch.Generator().manual_seed(2)
-    h_a, h_b, g = (
-        torch.randn(4, 512, generator=gen),
-        torch.randn(4, 512, generator=gen),
-        torch.randn(4, 6, generator=gen),
-    )
+    h_a, h_b, g = _random_pairs(4, gen)
     out_a, _ = method.contextual_outputs(h_a, h_b, g)
     queries = torch.randn(3, 512, generator=gen)
     in_context = method.predict_in_context(
